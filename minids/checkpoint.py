@@ -1,0 +1,103 @@
+"""One-file checkpoints: model config + weights + tokenizer + training state.
+
+Two promises:
+  * Nothing is lost. A checkpoint is written to a temporary file in the same
+    folder, flushed to disk, then renamed over the old one. A rename is atomic,
+    so a run killed mid-save leaves the previous checkpoint intact.
+  * Loading never runs code. `torch.load(weights_only=True)` unpickles only
+    tensors and plain containers (dict, list, str, numbers); a file crafted to
+    execute something on load is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .model import ModelConfig, Transformer
+from .tokenizer import Tokenizer
+
+FORMAT = "minids-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: Transformer
+    tokenizer: Tokenizer
+    state: dict  # training state: step, history, optimizer, configs, ... (may be empty)
+    path: Path | None = None
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def save_checkpoint(path, model: Transformer, tokenizer: Tokenizer, state: dict | None = None) -> Path:
+    """Atomically write model, tokenizer and training state to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": model.config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "tokenizer": tokenizer.to_dict(),
+        "state": state or {},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint safely; any problem becomes a ValueError that says what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"refused to load {path}: it holds objects other than tensors and plain data "
+                         f"(a checkpoint that would run code when loaded). Details: {str(e).splitlines()[0]}"
+                         ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt file): "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a minids checkpoint (no '{FORMAT}' marker)")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path} has checkpoint version {payload.get('version')!r}; "
+                         f"this minids reads version {VERSION}")
+    missing = {"model_config", "model", "tokenizer"} - set(payload)
+    if missing:
+        raise ValueError(f"{path} is missing {sorted(missing)}")
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} has an invalid model config: {e}") from None
+    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    model = Transformer(config)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not match its config: {str(e).splitlines()[0]}") from None
+    for name, t in payload["model"].items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{path}: weight {name} holds NaN or inf (a tampered or diverged checkpoint)")
+    return Checkpoint(model=model.to(device), tokenizer=tokenizer, state=payload.get("state", {}), path=path)

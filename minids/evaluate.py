@@ -1,0 +1,73 @@
+"""Measuring the model on the task: with given working, and on its own rollouts.
+
+Two questions, kept apart on purpose:
+  * `answer_accuracy(k)`: handed the first k steps of the gold working, does the
+    model answer correctly (greedy)? With k = all steps this is the *skill*
+    pretraining must install before RL can amplify it (the gate before RL).
+  * `rollout_stats`: left to write its own completion, how often is it right,
+    well formed, and how long does it think? This is what RL changes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .generate import generate
+from .model import Transformer
+from .rewards import parse_completion, parse_number
+from .tasks import Problem
+from .tokenizer import Tokenizer
+
+
+def _batches(items, size):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@torch.no_grad()
+def answer_accuracy(model: Transformer, tokenizer: Tokenizer, problems: Sequence[Problem],
+                    k: int | None = None, batch_size: int = 256) -> float:
+    """Fraction answered correctly (greedy) when handed the first k gold steps (None: all)."""
+    if not problems:
+        return float("nan")
+    correct = 0
+    for chunk in _batches(list(problems), batch_size):
+        prompts = [p.prompt + p.completion(k, eos=False).split("<answer>")[0] + "<answer>" for p in chunk]
+        out = generate(model, tokenizer, prompts, max_new_tokens=4, temperature=0, stop=("</answer>",))
+        for p, text in zip(chunk, out.texts):
+            correct += parse_number(text.removesuffix("</answer>")) == p.answer
+    return correct / len(problems)
+
+
+def think_length(tokenizer: Tokenizer, completion: str) -> int:
+    """Tokens inside <think>…</think> of a completion (0 when it has no well-formed think block)."""
+    think = parse_completion(completion).think
+    if think is None:
+        # fall back to whatever precedes </think>, so malformed completions still have a length
+        if "<think>" not in completion:
+            return 0
+        think = completion.split("<think>", 1)[1].split("</think>", 1)[0]
+    return len(tokenizer.encode(think))
+
+
+@torch.no_grad()
+def rollout_stats(model: Transformer, tokenizer: Tokenizer, problems: Sequence[Problem], *,
+                  temperature: float = 1.0, samples: int = 1, max_new_tokens: int = 64,
+                  seed: int = 0, batch_size: int = 256) -> dict:
+    """Sample `samples` completions per problem; accuracy, format rate, mean think length (tokens)."""
+    rows = [p for p in problems for _ in range(samples)]
+    acc, fmt, think, texts = [], [], [], []
+    for i, chunk in enumerate(_batches(rows, batch_size)):
+        out = generate(model, tokenizer, [p.prompt for p in chunk], max_new_tokens=max_new_tokens,
+                       temperature=temperature, seed=seed + i)
+        for p, text in zip(chunk, out.texts):
+            parsed = parse_completion(text)
+            fmt.append(float(parsed.well_formed))
+            acc.append(float(parsed.well_formed and parse_number(parsed.answer) == p.answer))
+            think.append(think_length(tokenizer, text))
+            texts.append(text)
+    n = max(1, len(rows))
+    return {"accuracy": sum(acc) / n, "format": sum(fmt) / n, "think_length": sum(think) / n,
+            "texts": texts}

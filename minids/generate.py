@@ -1,0 +1,168 @@
+"""Batched sampling with a KV cache: greedy, temperature, top-k, top-p, stop tokens.
+
+Generation is "predict the next token, append it, repeat". Done naively every
+step re-reads the whole sequence; with a KV cache each step feeds only the new
+token and reuses the keys and values of everything before it, so a step costs
+O(T) instead of O(T^2). `use_cache=False` keeps the naive loop for comparison
+(the tests check that both give the same tokens at temperature 0).
+
+Prompts of different lengths are left-padded and the padding is masked out of
+attention. With RoPE only relative positions matter, so a left-padded prompt
+is read exactly as the unpadded one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .model import KVCache, Transformer
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class GenerationResult:
+    prompt_ids: torch.Tensor  # (B, P) left-padded prompts
+    prompt_mask: torch.Tensor  # (B, P) True for real prompt tokens
+    ids: torch.Tensor  # (B, L) sampled tokens; pad_id after a row stops
+    mask: torch.Tensor  # (B, L) True for tokens the row really generated (its stop token included)
+    logprobs: torch.Tensor  # (B, L) log-probability of each sampled token (0 where mask is False)
+    truncated: torch.Tensor  # (B,) True where max_new_tokens ran out before a stop
+    texts: list[str]  # decoded completions, stop token included
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(1)  # (B,)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """(B, V) logits -> the same with tokens outside the top-k / nucleus set to -inf.
+
+    top_p keeps the smallest set of most likely tokens whose probability adds up
+    to at least top_p (the most likely token is always kept).
+    """
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # mass before this token already enough
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def _check_options(temperature, top_k, top_p, max_new_tokens):
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+
+
+def stop_ids_for(tokenizer: Tokenizer, stop: Sequence[str | int]) -> list[int]:
+    """Stop strings that are single tokens (like '</answer>') or raw ids -> ids."""
+    ids = []
+    for s in stop:
+        if isinstance(s, int):
+            ids.append(s)
+            continue
+        enc = tokenizer.encode(s, allowed_special="all")
+        if len(enc) != 1:
+            raise ValueError(f"stop string {s!r} is {len(enc)} tokens; stops must be single tokens "
+                             f"such as '</answer>' or '<|eos|>'")
+        ids.append(enc[0])
+    return ids
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged prompts -> (B, P) ids left-padded with pad_id, and (B, P) mask of real tokens."""
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(prompts), P, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, P - len(p):] = True
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | Sequence[int]],
+             max_new_tokens: int = 64, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, stop: Sequence[str | int] = ("</answer>", "<|eos|>"),
+             seed: int | None = None, use_cache: bool = True) -> GenerationResult:
+    """Continue each prompt (a string, or a list of token ids) by up to max_new_tokens tokens.
+
+    temperature 0 is greedy decoding. A row stops after emitting any stop token.
+    logprobs are taken under the temperature-scaled distribution before top-k /
+    top-p filtering (for greedy, under the model's own distribution): the
+    numbers GRPO needs as "old" log-probabilities.
+    seed: a private random generator, so the same seed gives the same samples.
+    """
+    _check_options(temperature, top_k, top_p, max_new_tokens)
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of prompts; wrap a single prompt in a list")
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty")
+    encoded = [tokenizer.encode(p, allowed_special="all") if isinstance(p, str) else list(p) for p in prompts]
+    if any(len(p) == 0 for p in encoded):
+        raise ValueError("every prompt needs at least one token")
+    limit = model.config.max_seq_len
+    longest = max(len(p) for p in encoded)
+    if longest + max_new_tokens > limit:
+        raise ValueError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the "
+                         f"model's context length max_seq_len={limit}")
+
+    device = model.device
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    stop_ids = torch.tensor(stop_ids_for(tokenizer, stop), dtype=torch.long, device=device)
+    prompt_ids, prompt_mask = left_pad(encoded, tokenizer.pad_id, device)
+    B = len(encoded)
+
+    cache = KVCache(model.config, B, prompt_ids.shape[1] + max_new_tokens, device=device) if use_cache else None
+    seq = prompt_ids
+    key_mask = prompt_mask
+    out_ids, out_logp, alive_steps = [], [], []
+    alive = torch.ones(B, dtype=torch.bool, device=device)
+    logits = model(prompt_ids, key_mask=prompt_mask, cache=cache).logits[:, -1]  # (B, V)
+    for _ in range(max_new_tokens):
+        logits = logits.float()
+        if temperature == 0:
+            logp_all = logits.log_softmax(-1)
+            nxt = logits.argmax(-1)  # (B,)
+        else:
+            logp_all = (logits / temperature).log_softmax(-1)
+            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)  # (B,)
+        nxt = torch.where(alive, nxt, tokenizer.pad_id)
+        out_ids.append(nxt)
+        out_logp.append(logp_all.gather(1, nxt[:, None]).squeeze(1) * alive)
+        alive_steps.append(alive)
+        alive = alive & ~torch.isin(nxt, stop_ids)
+        if not alive.any():
+            break
+        if len(out_ids) == max_new_tokens:
+            break
+        if cache is not None:
+            logits = model(nxt[:, None], cache=cache).logits[:, -1]
+        else:
+            seq = torch.cat([seq, nxt[:, None]], 1)
+            key_mask = torch.cat([key_mask, torch.ones(B, 1, dtype=torch.bool, device=device)], 1)
+            logits = model(seq, key_mask=key_mask).logits[:, -1]
+    model.train(was_training)
+
+    ids = torch.stack(out_ids, 1)  # (B, L)
+    mask = torch.stack(alive_steps, 1)  # (B, L)
+    texts = [tokenizer.decode(row[m].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
+    return GenerationResult(prompt_ids=prompt_ids, prompt_mask=prompt_mask, ids=ids, mask=mask,
+                            logprobs=torch.stack(out_logp, 1), truncated=alive, texts=texts)

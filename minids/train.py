@@ -1,0 +1,226 @@
+"""Pretraining: next-token prediction on the synthetic task mix.
+
+The loop is the classic one: sample a batch, forward, cross-entropy, backward,
+clip gradients, AdamW step with warm-up then cosine decay. Three details matter
+at this scale:
+
+  * **Loss mask on the question** (`mask_question=True`). The operands of a
+    question are uniformly random, so predicting them is pure noise; their loss
+    drowns the signal from the working and the answer. Masking it out was
+    measured to be the difference between learning the step skill and
+    learning nothing but the tags.
+  * **Reproducible and resumable batches.** Batch `s` is drawn from a random
+    generator seeded by (seed, s), so a run resumed from a checkpoint at step s
+    sees exactly the batches it would have seen, and reaches the same numbers.
+  * **Expert balance.** After each optimiser step the aux-free bias is updated
+    from that step's expert loads (`Transformer.update_balance_bias`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .device import autocast, resolve_device
+from .evaluate import answer_accuracy
+from .model import Transformer
+from .tasks import TaskConfig, eval_problems, sample_document
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000  # optimiser steps
+    batch_size: int = 32  # documents per step
+    lr: float = 2e-3  # peak learning rate
+    min_lr: float = 2e-4  # floor of the cosine decay
+    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
+    grad_clip: float = 1.0  # max global gradient norm
+    mask_question: bool = True  # no loss on the (random) question tokens
+    eval_every: int = 250  # steps between evaluations (0: never)
+    eval_size: int = 128  # problems in the evaluation set
+    checkpoint_every: int = 500  # steps between checkpoints when a path is given (0: only at the end)
+    seed: int = 0  # model init and data stream
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "eval_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if not (0 < self.lr < 1) or not (0 <= self.min_lr <= self.lr):
+            raise ValueError(f"TrainConfig.lr must lie in (0, 1) and min_lr in [0, lr], got lr={self.lr}, "
+                             f"min_lr={self.min_lr}")
+        if self.grad_clip <= 0 or self.weight_decay < 0:
+            raise ValueError("TrainConfig.grad_clip must be > 0 and weight_decay >= 0")
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to lr, then cosine decay to min_lr at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_batch(tokenizer: Tokenizer, docs: list[tuple[str, str]], mask_question: bool = True):
+    """(prompt, completion) pairs -> idx, targets, loss_mask, each (B, T), right-padded.
+
+    targets[t] = idx[t+1]; loss_mask is False on padding and, with mask_question,
+    on every target inside the prompt.
+    """
+    rows = []
+    for prompt, completion in docs:
+        p = tokenizer.encode(prompt, allowed_special="all")
+        c = tokenizer.encode(completion, allowed_special="all")
+        rows.append((p + c, len(p)))
+    T = max(len(seq) for seq, _ in rows) - 1
+    idx = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
+    loss_mask = torch.zeros(len(rows), T, dtype=torch.bool)
+    for i, (seq, n_prompt) in enumerate(rows):
+        n = len(seq) - 1
+        idx[i, :n] = torch.tensor(seq[:-1])
+        targets[i, :n] = torch.tensor(seq[1:])
+        first = n_prompt - 1 if mask_question else 0  # target t is token t+1
+        loss_mask[i, first:n] = True
+    return idx, targets, loss_mask
+
+
+def make_optimizer(model: Transformer, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms' gains)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+@contextlib.contextmanager
+def defer_interrupt():
+    """Hold Ctrl-C until the block ends, so an optimiser step is never half applied."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def load_stats(model: Transformer) -> dict:
+    """Per MoE layer: the fraction of routed slots each expert got in the last pass, and its bias."""
+    traces = model.routing_trace()
+    return {"load": [(t.load.float() / t.load.sum().clamp(min=1)).tolist() for t in traces],
+            "bias": [t.bias.tolist() for t in traces]}
+
+
+@dataclass
+class PretrainResult:
+    model: Transformer
+    history: list[dict] = field(default_factory=list)  # one record per step (and eval records)
+    interrupted: bool = False
+
+
+def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskConfig(),
+             config: TrainConfig = TrainConfig(), *, checkpoint: str | Path | None = None,
+             resume: bool = True, callback: Callable[[dict], None] | None = None,
+             progress: bool = True) -> PretrainResult:
+    """Train `model` in place on the task mix; returns it with the per-step history.
+
+    checkpoint: a file to save to every `checkpoint_every` steps and at the end.
+        If it exists and resume=True, training continues from it (the same
+        numbers as an uninterrupted run). Ctrl-C saves and returns cleanly.
+    callback: called with each step's record (dict), e.g. to draw live plots.
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(config.device)
+    model.to(device)
+    model.train()
+    opt = make_optimizer(model, config.lr, config.weight_decay)
+    history: list[dict] = []
+    start = 0
+    meta = {"task": asdict(task), "train": asdict(config)}
+    if checkpoint is not None and Path(checkpoint).exists() and resume:
+        ckpt = load_checkpoint(checkpoint, device)
+        state = ckpt.state
+        for key in ("task", "train"):
+            if state.get(key) != meta[key]:
+                changed = sorted(k for k in meta[key] if state.get(key, {}).get(k) != meta[key][k])
+                raise ValueError(f"checkpoint {checkpoint} was made with different {key} settings "
+                                 f"({', '.join(changed)}); pass resume=False to start over")
+        model.load_state_dict(ckpt.model.state_dict())
+        opt.load_state_dict(state["optimizer"])
+        history, start = list(state["history"]), state["step"]
+
+    def save(step):
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, tokenizer,
+                            {**meta, "step": step, "history": history, "optimizer": opt.state_dict()})
+
+    problems = eval_problems(config.eval_size) if config.eval_every else []
+    bar = tqdm(total=config.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
+    step = start
+    interrupted = False
+    try:
+        for step in range(start, config.steps):
+            t0 = time.perf_counter()
+            rng = random.Random(config.seed * 1_000_003 + step)
+            docs = [sample_document(rng, task) for _ in range(config.batch_size)]
+            idx, targets, mask = (t.to(device) for t in make_batch(tokenizer, docs, config.mask_question))
+            lr = lr_at(step, config)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast(device, config.bf16):
+                out = model(idx, targets, loss_mask=mask, key_mask=idx != tokenizer.pad_id)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(model)}
+            if out.aux_loss is not None:
+                record["aux_loss"] = out.aux_loss.item()
+            with defer_interrupt():  # the step and its record land together, or not at all
+                opt.step()
+                model.update_balance_bias()
+                history.append(record)
+            n_tokens = int((idx != tokenizer.pad_id).sum())
+            record["tokens_per_s"] = n_tokens / (time.perf_counter() - t0)
+            if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+                record["eval/acc_full_working"] = answer_accuracy(model, tokenizer, problems, k=None)
+                record["eval/acc_no_working"] = answer_accuracy(model, tokenizer, problems, k=0)
+                model.train()
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            if callback is not None:
+                callback(record)
+            if checkpoint is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                save(step + 1)
+        step = config.steps
+    except KeyboardInterrupt:
+        interrupted = True
+        step = history[-1]["step"] if history else start
+        print(f"\ninterrupted at step {step}" + (f"; saved to {checkpoint}, run again to resume"
+                                                 if checkpoint is not None else ""))
+    finally:
+        bar.close()
+    save(step)
+    model.eval()
+    return PretrainResult(model=model, history=history, interrupted=interrupted)
