@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +72,19 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"refused to load {path}: it holds objects other than tensors and plain data "
-                         f"(a checkpoint that would run code when loaded). Details: {str(e).splitlines()[0]}"
-                         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        # torch's message opens with boilerplate; the line that says what was found comes later
+        lines = [s.strip().removeprefix("WeightsUnpickler error:").strip() for s in str(e).splitlines()]
+        detail = next((s for s in lines if s and not s.startswith(("Weights only load failed", "(1)", "(2)",
+                                                                   "Please file", "Check the documentation"))),
+                      type(e).__name__)
+        if "GLOBAL" in str(e) or "allowlisted" in str(e):  # an object beyond tensors and plain data
+            raise ValueError(f"refused to load {path}: it holds objects other than tensors and plain data "
+                             f"(a checkpoint that would run code when loaded). Details: {detail}") from None
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt file, or not a PyTorch checkpoint): "
+                         f"{detail}") from None
+    except Exception as e:  # RuntimeError, EOFError, BadZipFile, OSError, and KeyError etc. from garbage
         raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt file): "
-                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                         f"{type(e).__name__}" + (f": {str(e).splitlines()[0]}" if str(e) else "")) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a minids checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:
@@ -91,11 +97,14 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> Checkpoint:
         config = ModelConfig.from_dict(payload["model_config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} has an invalid model config: {e}") from None
-    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    try:
+        tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} has an invalid tokenizer: {e}") from None
     model = Transformer(config)
     try:
         model.load_state_dict(payload["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError) as e:
         raise ValueError(f"{path}: weights do not match its config: {str(e).splitlines()[0]}") from None
     for name, t in payload["model"].items():
         if t.is_floating_point() and not torch.isfinite(t).all():

@@ -41,6 +41,49 @@ def answer_accuracy(model: Transformer, tokenizer: Tokenizer, problems: Sequence
     return correct / len(problems)
 
 
+def teacher_forced_ids(tokenizer: Tokenizer, problem: Problem) -> tuple[list[int], list[int]]:
+    """The gold document as ids, and the positions of every result token (each step's and the answer's).
+
+    Digits are always tokens of their own, so pieces encoded separately join
+    into exactly the ids the whole document would get.
+    """
+    ids = tokenizer.encode(problem.prompt + "<think>", allowed_special="all")
+    targets = []
+    for i, step in enumerate(problem.steps):
+        lhs, result = step.split("=")
+        ids += tokenizer.encode(lhs + "=")
+        targets += range(len(ids), len(ids) + len(tokenizer.encode(result)))
+        ids += tokenizer.encode(result) + (tokenizer.encode(",") if i < problem.n_steps - 1 else [])
+    ids += tokenizer.encode("</think><answer>", allowed_special="all")
+    targets += range(len(ids), len(ids) + len(tokenizer.encode(str(problem.answer))))
+    ids += tokenizer.encode(f"{problem.answer}</answer>", allowed_special="all")
+    return ids, targets
+
+
+@torch.no_grad()
+def working_accuracy(model: Transformer, tokenizer: Tokenizer, problems: Sequence[Problem]) -> float:
+    """Fraction of problems whose every step result *and* answer the model predicts (argmax),
+    reading the gold working up to that point: can it write a complete, correct chain?
+
+    This is the skill RL needs to find in the base model; it is the gate before RL.
+    (Accuracy given the whole working, `answer_accuracy(k=None)`, only asks it to copy
+    the last result, which a model learns long before it can do the steps.)
+    """
+    if not problems:
+        return float("nan")
+    docs = [teacher_forced_ids(tokenizer, p) for p in problems]
+    T = max(len(ids) for ids, _ in docs)
+    idx = torch.full((len(docs), T), tokenizer.pad_id, dtype=torch.long)
+    for i, (ids, _) in enumerate(docs):
+        idx[i, :len(ids)] = torch.tensor(ids)
+    was_training = model.training
+    model.eval()
+    pred = model(idx.to(model.device)).logits.argmax(-1).cpu()  # (B, T): prediction for position t+1
+    model.train(was_training)
+    ok = [all(pred[i, t - 1] == idx[i, t] for t in targets) for i, (_, targets) in enumerate(docs)]
+    return sum(ok) / len(ok)
+
+
 def think_length(tokenizer: Tokenizer, completion: str) -> int:
     """Tokens inside <think>…</think> of a completion (0 when it has no well-formed think block)."""
     think = parse_completion(completion).think

@@ -1,0 +1,1 @@
+"""Interactive widgets for the minids notebooks: each file holds one widget, split into pure compute functions, render functions returning plotly figures, and a thin ipywidgets class wiring controls to an Output."""
