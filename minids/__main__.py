@@ -114,6 +114,30 @@ def cmd_generate(args):
         print(prompt + text)
 
 
+def cmd_export(args):
+    """Turn an r1zero run folder into the two small checkpoints shipped with the package."""
+    from .checkpoint import export_checkpoint
+    from .evaluate import rollout_stats, working_accuracy
+    from .checkpoint import load_checkpoint
+    from .tasks import eval_problems
+
+    run, dst = Path(args.run), Path(args.dest)
+    problems = eval_problems(SHIPPED_EVAL["size"], seed=SHIPPED_EVAL["seed"])
+    for stage in ("base", "rl"):
+        ckpt = load_checkpoint(run / f"{stage}.pt")
+        greedy = rollout_stats(ckpt.model, ckpt.tokenizer, problems, temperature=0)
+        info = {"eval": {**SHIPPED_EVAL, "greedy_accuracy": greedy["accuracy"],
+                         "think_length": greedy["think_length"],
+                         "working_accuracy": working_accuracy(ckpt.model, ckpt.tokenizer, problems)},
+                "made_by": f"python -m minids r1zero --seed {args.seed} --device cpu --out RUN && "
+                           f"python -m minids export RUN"}
+        path = export_checkpoint(run / f"{stage}.pt", dst / f"r1zero-{stage}.pt", info)
+        print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, greedy accuracy {greedy['accuracy']:.3f}")
+
+
+SHIPPED_EVAL = {"size": 128, "seed": 99}  # the fixed set a shipped checkpoint's accuracy is recorded on
+
+
 def cmd_info(args):
     from .model import ModelConfig, Transformer
     from .tokenizer import default_tokenizer
@@ -171,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="write a run's checkpoints, slimmed, as the package's shipped ones")
+    p.add_argument("run", help="an r1zero output folder (holding base.pt and rl.pt)")
+    p.add_argument("--dest", default=str(Path(__file__).parent / "data" / "checkpoints"))
+    p.add_argument("--seed", type=int, default=0, help="the seed the run used (recorded)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="parameter counts of the default configuration")
     p.set_defaults(func=cmd_info)

@@ -56,6 +56,9 @@ def save_checkpoint(path, model: Transformer, tokenizer: Tokenizer, state: dict 
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -110,3 +113,28 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> Checkpoint:
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{path}: weight {name} holds NaN or inf (a tampered or diverged checkpoint)")
     return Checkpoint(model=model.to(device), tokenizer=tokenizer, state=payload.get("state", {}), path=path)
+
+
+SHIPPED = ("r1zero-base", "r1zero-rl")  # made by `python -m minids r1zero --seed 0` + `python -m minids export`
+
+
+def shipped_path(name: str) -> Path:
+    """Where a checkpoint that ships inside the package lives."""
+    if name not in SHIPPED:
+        raise ValueError(f"unknown shipped checkpoint {name!r}; choose one of {SHIPPED}")
+    return Path(__file__).parent / "data" / "checkpoints" / f"{name}.pt"
+
+
+def load_pretrained(name: str = "r1zero-rl", device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a shipped checkpoint: "r1zero-base" (pretrained only) or "r1zero-rl" (after GRPO).
+
+    They let every notebook and widget work at once, with no training first.
+    """
+    return load_checkpoint(shipped_path(name), device)
+
+
+def export_checkpoint(src, dst, info: dict | None = None) -> Path:
+    """Copy a training checkpoint without its optimiser state (a few MB instead of ~14), adding `info`."""
+    ckpt = load_checkpoint(src)
+    keep = {k: v for k, v in ckpt.state.items() if k in ("task", "train", "grpo", "history", "step")}
+    return save_checkpoint(dst, ckpt.model, ckpt.tokenizer, {**keep, **(info or {})})
