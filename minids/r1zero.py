@@ -173,3 +173,23 @@ def write_report(path: Path, history: list[dict], summary: dict) -> None:
 def read_history(path: str | Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+RUNS_DIR = Path(__file__).parent / "data" / "runs"  # histories shipped with the package
+
+
+def shipped_runs() -> list[str]:
+    """Names of the recorded runs (default seeds, controls, variants) that ship with the package.
+
+    They were made with `bash bench/r1zero_controls.sh cuda runs/gpu` (one GPU, every run in
+    parallel) and copied here; each folder holds the per-step history and the summary.
+    """
+    return sorted(p.name for p in RUNS_DIR.iterdir() if (p / "history.jsonl").exists())
+
+
+def shipped_run(name: str) -> tuple[list[dict], dict]:
+    """(history, summary) of a shipped run, e.g. "seed0", "format_only", "filler_grpo"."""
+    folder = RUNS_DIR / name
+    if not (folder / "history.jsonl").exists():
+        raise ValueError(f"no shipped run {name!r}; choose one of {shipped_runs()}")
+    return read_history(folder / "history.jsonl"), json.loads((folder / "summary.json").read_text())
