@@ -23,6 +23,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is available; use device='auto'")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError("device='mps' was asked for but Apple's MPS is not available; use device='auto'")
     return dev
 
 
