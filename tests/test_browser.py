@@ -1,0 +1,520 @@
+"""Each notebook in a real browser: JupyterLab served locally, Debian chromium driven by Playwright.
+
+For every `notebooks/*.ipynb` (a temporary copy is served, so Lab's autosave never touches the
+repository) the test opens the notebook, runs Run All from the menu with `MINIDS_FAST=1`, waits for
+the kernel to finish, and checks what a reader would see:
+
+- no traceback in any output, no widget that failed to display;
+- widgets rendered (at least one slider: the browser-test contract), every plotly output drawn,
+  bertviz drawn where the notebook uses it;
+- the first slider moved with ArrowRight changes the text next to it (a kernel round trip);
+- no request left the machine (every non-local request is blocked and counted: must be zero).
+
+A screenshot per notebook goes to `ci-artifacts/screenshots/NAME.png` (printed with `-s`).
+
+    PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser.py -v -s
+    PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser.py -k 02_
+
+Needs `/usr/bin/chromium` (Debian package; `playwright install` is never used) and the `playwright`
+Python package. Without them the module is skipped, except when `CI` is set: then it fails.
+`MINIDS_NOTEBOOKS_DIR=/some/folder` serves another folder instead of `notebooks/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = Path(os.environ.get("MINIDS_NOTEBOOKS_DIR") or REPO / "notebooks")
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+SCREENSHOTS = REPO / "ci-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+SERVER_START_S = 120   # Lab answering on its port
+KERNEL_START_S = 180   # notebook open and its kernel idle
+RUN_ALL_S = 480        # Run All finished (FAST notebooks take about a minute on two busy cores)
+ROUND_TRIP_S = 60      # slider moved -> text next to it changed
+RENDER_S = 45          # a plot or bertviz view drawn after scrolling to it
+
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} not found (Debian: apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        return f"playwright is not importable ({e}); pip install playwright (never `playwright install`)"
+    return None
+
+
+_why = _missing()
+if _why:
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run in CI: {_why}", pytrace=False)
+    pytest.skip(f"browser test skipped: {_why}", allow_module_level=True)
+
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _classroom_settings():
+    """Lab reads overrides from <sys.prefix>/share/jupyter/lab/settings/overrides.json; put the
+    classroom settings there if nothing is there yet (what `python -m minids lab` does): no news
+    pop-up covering the screenshots, no update checks."""
+    target = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "minids" / "data" / "lab_overrides.json", target)
+    return target
+
+
+def _get(url: str, timeout: float = 5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+class Lab:
+    def __init__(self, base: str, root: Path, log: Path, proc: subprocess.Popen):
+        self.base, self.root, self.log, self.proc = base, root, log, proc
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+    def sessions(self) -> list[dict]:
+        return json.loads(_get(f"{self.base}/api/sessions")[1])
+
+    def shutdown_kernels(self, name: str):
+        """Stop the kernel of a notebook we are done with (two shared cores, several notebooks)."""
+        try:
+            for s in self.sessions():
+                if s.get("path", "").endswith(name):
+                    req = urllib.request.Request(f"{self.base}/api/sessions/{s['id']}", method="DELETE")
+                    urllib.request.urlopen(req, timeout=30).close()
+        except (OSError, ValueError) as e:  # best effort; the server is killed at the end anyway
+            print(f"could not shut down the kernel of {name}: {e}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab server for the module, serving a temporary copy of the notebooks."""
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "notebooks"
+    shutil.copytree(NOTEBOOKS_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    _classroom_settings()
+    port = _free_port()
+    env = dict(os.environ,
+               MINIDS_FAST="1", TQDM_DISABLE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+    # The data dir is left alone: it is where Lab finds the widget and plotly extensions.
+    jupyter = Path(sys.executable).parent / "jupyter"
+    cmd = [str(jupyter) if jupyter.exists() else "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+           f"--port={port}", "--allow-root", "--ServerApp.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={root}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: a fallback for Run All, and layout
+           "--ServerApp.disable_check_xsrf=True"]  # lets the test stop kernels through the REST API
+    log = tmp / "lab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp,
+                                start_new_session=True)
+    server = Lab(f"http://127.0.0.1:{port}", root, log, proc)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}", pytrace=False)
+            try:
+                if _get(f"{server.base}/api/status")[0] == 200 and _get(f"{server.base}/lab")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer within {SERVER_START_S}s:\n{server.log_tail()}",
+                            pytrace=False)
+            time.sleep(0.5)
+        yield server
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen):
+    """SIGTERM (Lab then shuts its kernels down), then SIGKILL to the process group we started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own session: the server and any kernel left behind
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+# --------------------------------------------------------------------------- helpers run in the page
+
+# Text of the output areas of the slider's cell and of the next cell, without the sliders themselves
+# (their readout changes without any kernel round trip).
+JS_TEXT_NEAR = """slider => {
+  const cell = slider.closest('.jp-Cell');
+  const cells = [cell];
+  if (cell && cell.nextElementSibling) cells.push(cell.nextElementSibling);
+  return cells.map(c => {
+    const area = c && c.querySelector('.jp-OutputArea');
+    if (!area) return '';
+    const copy = area.cloneNode(true);
+    copy.querySelectorAll('.widget-slider').forEach(e => e.remove());
+    return copy.textContent.replace(/\\s+/g, ' ').trim();
+  }).join(' || ');
+}"""
+
+JS_STATE = """panel => {
+  const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim());
+  return {prompts: prompts, cells: panel.querySelectorAll('.jp-Cell').length,
+          status: (panel.querySelector('.jp-Notebook-ExecutionIndicator') || {dataset: {}}).dataset.status || ''};
+}"""
+
+# Every output showing an error: tracebacks, error renders, widgets that failed to display.
+JS_ERRORS = """panel => {
+  const cells = [...panel.querySelectorAll('.jp-Cell')];
+  const found = [];
+  const add = (el, why) => {
+    const cell = el.closest('.jp-Cell');
+    found.push({cell: cells.indexOf(cell), why: why, text: el.textContent.slice(0, 2500)});
+  };
+  panel.querySelectorAll('.jp-OutputArea-output').forEach(el => {
+    const mime = el.getAttribute('data-mime-type') || '';
+    const text = el.textContent;
+    if (mime.includes('error')) add(el, 'error output');
+    else if (mime === 'application/vnd.jupyter.stderr' && text.includes('Traceback')) add(el, 'traceback on stderr');
+    else if (/Error displaying widget|Failed to (load|create) (model|view)|Error rendering/.test(text)
+             && !el.querySelector('.jp-OutputArea-output')) add(el, 'widget or renderer failed');
+  });
+  panel.querySelectorAll('.jp-RenderedText[data-mime-type*="error"]').forEach(el => {
+    if (!el.closest('.jp-OutputArea-output[data-mime-type*="error"]')) add(el, 'error text');
+  });
+  return found;
+}"""
+
+
+def _check(ok: bool, message: str):
+    """A failed check reports its message only (the test's source is no help here)."""
+    if not ok:
+        pytest.fail(message, pytrace=False)
+
+
+def _uses(source: str, *words: str) -> bool:
+    return any(w.lower() in source.lower() for w in words)
+
+
+def _notebook_facts(path: Path) -> dict:
+    nb = json.loads(path.read_text())
+    code = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb["cells"] if c["cell_type"] == "code"]
+    source = "\n".join(code)
+    return {"cells": len(nb["cells"]), "code_to_run": sum(1 for s in code if s.strip()),
+            "plotly": _uses(source, "plotly", "go.Figure", "FigureWidget", "px."),
+            "bertviz": _uses(source, "bertviz", "head_view", "model_view")}
+
+
+def _poll(what: str, fn, timeout: float, interval: float = 1.0, on_timeout=None):
+    """Call fn until it returns something truthy; fail with `what` (and on_timeout()'s details) if it never does."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = fn()
+        except PlaywrightError as e:  # the page re-rendering under us: try again
+            last = None
+            err = e
+        else:
+            err = None
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            extra = on_timeout() if on_timeout else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({err})" if err else "")
+                        + (f"\n{extra}" if extra else ""), pytrace=False)
+        time.sleep(interval)
+
+
+def _is_local(url: str) -> bool:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme in ("data", "blob", "about") or (u.hostname or "") in LOCAL_HOSTS
+
+
+# --------------------------------------------------------------------------- the test
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_in_lab(path, lab, browser):
+    name = path.name
+    facts = _notebook_facts(lab.root / name)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+
+    outside: list[str] = []
+
+    def route(r):
+        if _is_local(r.request.url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("websocket", lambda ws: None if _is_local(ws.url) else outside.append(ws.url))
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text[:300]) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console_errors.append(f"page error: {str(e)[:300]}"))
+
+    shot = SCREENSHOTS / f"{name.removesuffix('.ipynb')}.png"
+    t0 = time.monotonic()
+    timings = {}
+    try:
+        # ---- open the notebook and wait for its kernel
+        page.goto(f"{lab.base}/lab/tree/{urllib.parse.quote(name)}?reset", wait_until="domcontentloaded")
+        panel = page.locator(PANEL)
+        panel.locator(".jp-Cell").first.wait_for(state="visible", timeout=KERNEL_START_S * 1000)
+        _wait_kernel_idle(page, KERNEL_START_S, lab)
+        _hide_left_area(page)
+        timings["open"] = time.monotonic() - t0
+
+        # ---- Run All, from the Run menu as a reader would (the app's command as a fallback)
+        t1 = time.monotonic()
+        _run_all(page)
+        state = _wait_run_all(page, facts, lab)
+        timings["run all"] = time.monotonic() - t1
+        _check(state["cells"] == facts["cells"], f"{name}: Lab shows {state['cells']} cells, the file has {facts['cells']}")
+
+        # ---- no errors anywhere
+        _assert_no_errors(page, name, "after Run All", console_errors)
+        executed = sum(1 for p in state["prompts"] if re.fullmatch(r"\[\d+\]:", p))
+        _check(executed >= facts["code_to_run"],
+               f"{name}: only {executed} of {facts['code_to_run']} code cells ran; prompts: {state['prompts']}")
+
+        # ---- what should be drawn is drawn
+        _assert_rendered(page, name, facts)
+
+        # ---- the first slider: ArrowRight must change the text next to it (kernel round trip)
+        t2 = time.monotonic()
+        _assert_slider_round_trip(page, name)
+        timings["slider"] = time.monotonic() - t2
+        _assert_no_errors(page, name, "after moving the slider", console_errors)
+
+        _check(not outside, f"{name}: {len(outside)} request(s) to outside addresses were made (and blocked): "
+                            f"{sorted(set(outside))[:10]}")
+    finally:
+        try:
+            _screenshot(page, shot)
+            print(f"\n{name}: screenshot {shot}")
+        except PlaywrightError as e:
+            print(f"\n{name}: no screenshot ({e})")
+        context.close()
+        lab.shutdown_kernels(name)
+        timings["total"] = time.monotonic() - t0
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+              + f"; outside requests blocked: {len(outside)}")
+
+
+def _statusbar_kernel(page) -> str:
+    """The kernel item of Lab's status bar, e.g. 'Python 3 (ipykernel) | Idle'."""
+    text = page.locator("#jp-main-statusbar").inner_text(timeout=5000)
+    lines = [ln.strip() for ln in text.splitlines() if "|" in ln]
+    return lines[0] if lines else ""
+
+
+def _accept_dialog(page):
+    """A 'Select Kernel' dialog (kernel not yet known when a command ran): take the default."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count() and dialog.first.is_visible():
+        page.locator(".jp-Dialog .jp-mod-accept").first.click()
+
+
+def _wait_kernel_idle(page, timeout, lab):
+    def ready():
+        _accept_dialog(page)
+        s = _statusbar_kernel(page)
+        return s if (s.endswith("| Idle") and not s.startswith("No Kernel")) else None
+
+    _poll("the notebook's kernel to start and be idle", ready, timeout,
+          on_timeout=lambda: f"status bar: {_statusbar_kernel(page)!r}\nserver log:\n{lab.log_tail()}")
+
+
+def _hide_left_area(page):
+    """Close the file browser so screenshots show more of the notebook."""
+    try:
+        if page.locator("#jp-left-stack").is_visible():
+            page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
+    except PlaywrightError as e:
+        print(f"could not close the left area: {e}")
+
+
+def _run_all(page):
+    try:
+        page.locator("#jp-MainMenu .lm-MenuBar-item", has_text=re.compile(r"^Run$")).click(timeout=15_000)
+        page.locator('.lm-Menu:visible li[data-command="runmenu:run-all"]').click(timeout=15_000)
+    except PlaywrightError as e:
+        print(f"Run menu did not work ({e}); using the app's command")
+        page.keyboard.press("Escape")
+        page.evaluate("() => window.jupyterapp.commands.execute('runmenu:run-all')")
+
+
+def _wait_run_all(page, facts, lab):
+    panel = page.locator(PANEL)
+    start = time.monotonic()
+    seen = {}
+
+    def done():
+        _accept_dialog(page)
+        st = panel.evaluate(JS_STATE)
+        seen.update(st)
+        prompts = st["prompts"]
+        running = any("*" in p for p in prompts)
+        executed = sum(1 for p in prompts if re.fullmatch(r"\[\d+\]:", p))
+        idle = _statusbar_kernel(page).endswith("| Idle")
+        if running or not idle:
+            return None
+        if executed >= facts["code_to_run"]:
+            return st
+        # Run All stops at an error: finished once an error shows (checked right after)
+        if executed and panel.evaluate(JS_ERRORS):
+            return st
+        # Nothing queued yet a few seconds after the click: the click was lost; press Run All again
+        if not executed and time.monotonic() - start > 20 and not seen.get("retried"):
+            seen["retried"] = True
+            _run_all(page)
+        return None
+
+    return _poll("Run All to finish", done, RUN_ALL_S,
+                 on_timeout=lambda: f"prompts: {seen.get('prompts')}\nstatus bar: {_statusbar_kernel(page)!r}\n"
+                                    f"server log:\n{lab.log_tail()}")
+
+
+def _assert_no_errors(page, name, when, console_errors):
+    errors = page.locator(PANEL).evaluate(JS_ERRORS)
+    if errors:
+        shown = "\n\n".join(f"[cell {e['cell']}] {e['why']}:\n{e['text']}" for e in errors[:5])
+        console = "\n".join(console_errors[-10:])
+        pytest.fail(f"{name}: {len(errors)} error output(s) {when}:\n{shown}"
+                    + (f"\n\nbrowser console errors:\n{console}" if console else ""), pytrace=False)
+
+
+def _assert_rendered(page, name, facts):
+    panel = page.locator(PANEL)
+    sliders = panel.locator(".jp-OutputArea .widget-slider")
+    _check(sliders.count() > 0,
+           f"{name}: no ipywidgets slider rendered in any output (every notebook needs one: the browser-test "
+           f"contract); widget views found: {panel.locator('.jp-OutputArea .jupyter-widgets').count()}")
+
+    # Every plotly output must be drawn; Lab draws lazily, so scroll to each one first.
+    plotly_outputs = panel.locator('.jp-OutputArea-output[data-mime-type="application/vnd.plotly.v1+json"]')
+    for i in range(plotly_outputs.count()):
+        out = plotly_outputs.nth(i)
+        out.scroll_into_view_if_needed()
+        _poll(f"plotly output {i + 1} of {plotly_outputs.count()} to be drawn",
+              lambda: out.locator(".js-plotly-plot .main-svg").count() > 0, RENDER_S, interval=0.5)
+    if facts["plotly"] or plotly_outputs.count():
+        plots = panel.locator(".jp-OutputArea .js-plotly-plot")
+        if plots.count() == 0:  # figure widgets may also wait until scrolled to
+            for i in range(panel.locator(".jp-OutputArea .jupyter-widgets").count()):
+                panel.locator(".jp-OutputArea .jupyter-widgets").nth(i).scroll_into_view_if_needed()
+        _check(plots.count() > 0, f"{name}: the notebook uses plotly but no plotly figure was drawn")
+
+    if facts["bertviz"]:
+        views = panel.locator('.jp-OutputArea [id^="bertviz-"]')
+        _check(views.count() > 0, f"{name}: the notebook uses bertviz but no bertviz view is in the outputs")
+        for i in range(views.count()):
+            view = views.nth(i)
+            view.scroll_into_view_if_needed()
+            _poll(f"bertviz view {i + 1} to draw its tokens", lambda: view.locator("#vis svg text").count() > 0,
+                  RENDER_S, interval=0.5,
+                  on_timeout=lambda: f"text of the view: {view.text_content()[:500]!r}")
+
+
+def _assert_slider_round_trip(page, name):
+    slider = page.locator(PANEL).locator(".jp-OutputArea .widget-slider").first
+    slider.scroll_into_view_if_needed()
+    handle = slider.locator(".noUi-handle").first
+    readout = slider.locator(".widget-readout").first
+
+    def read_value():
+        return readout.text_content().strip() if readout.count() else ""
+
+    before_text = slider.evaluate(JS_TEXT_NEAR)
+    before_value = read_value()
+    attempts = []
+    for key in ("ArrowRight", "ArrowLeft"):  # a slider already at its maximum moves left instead
+        handle.focus()
+        for _ in range(3 if key == "ArrowRight" else 6):
+            handle.press(key)
+            time.sleep(0.15)
+        value = read_value()
+        attempts.append(f"{key}: readout {before_value!r} -> {value!r}")
+        if value == before_value and readout.count():
+            continue  # the slider did not move; try the other way
+        deadline = time.monotonic() + ROUND_TRIP_S
+        while time.monotonic() < deadline:
+            after = slider.evaluate(JS_TEXT_NEAR)
+            if after != before_text:
+                time.sleep(1.0)  # let the re-render settle before the next checks and the screenshot
+                return
+            time.sleep(0.5)
+        break
+    pytest.fail(f"{name}: moving the first slider did not change the text next to it within {ROUND_TRIP_S}s "
+                f"({'; '.join(attempts)}). An exception in the slider's callback shows in Lab's log console, "
+                f"not in the notebook: set the slider's value in a kernel to see it.\n"
+                f"Text of its output area and the next one:\n{before_text[:1500]!r}",
+                pytrace=False)
+
+
+def _screenshot(page, shot: Path):
+    """Scroll to the first widget or figure, then save the viewport."""
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    first = page.locator(PANEL).locator(
+        ".jp-OutputArea-output:has(.widget-slider), .jp-OutputArea-output:has(.js-plotly-plot), "
+        '.jp-OutputArea-output:has([id^="bertviz-"])').first
+    if first.count():
+        first.evaluate("el => el.scrollIntoView({block: 'start'})")
+        time.sleep(1.0)
+    page.screenshot(path=str(shot))

@@ -1,0 +1,226 @@
+"""Live training dashboard: loss, speed, accuracy and per-layer expert balance while `pretrain` runs.
+
+`minids.train.pretrain` calls `callback(record)` after every step with the
+step's loss, learning rate, tokens/s, each MoE layer's expert load (fractions
+of routed slots) and aux-free bias, and every `eval_every` steps the
+evaluation accuracies. `TrainingDashboard.callback` keeps those records and
+redraws a `go.FigureWidget` in place every `every` steps (not every step:
+drawing costs more than a step of this tiny model). `.figure()` returns the
+whole history as a static figure to show again after training.
+
+Long histories are averaged into at most `max_points` bins per curve, so a
+redraw stays small however long the run.
+
+The comparison figure puts several runs side by side (balance "aux_free",
+"aux_loss", "none"): load per expert over steps, the largest expert's share,
+and the bias drifting.
+
+compute: binned, series, load_series, bias_series, balance_summary
+render:  dashboard_figure, balance_comparison_figure, status_line
+wire:    TrainingDashboard
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from widgets.common import palette
+from widgets.routing import imbalance
+
+# ----------------------------------------------------------------------------- compute
+
+
+def binned(xs: list, ys: list, max_points: int = 300) -> tuple[list, list]:
+    """Average consecutive points into at most max_points bins (x of a bin: its last x).
+
+    Example: binned([1, 2, 3, 4], [1, 3, 5, 7], 2) -> ([2, 4], [2.0, 6.0]).
+    """
+    n = len(xs)
+    if n <= max_points:
+        return list(xs), [float(y) for y in ys]
+    size = -(-n // max_points)  # ceil
+    bx = [xs[min(i + size, n) - 1] for i in range(0, n, size)]
+    by = [sum(ys[i:i + size]) / len(ys[i:i + size]) for i in range(0, n, size)]
+    return bx, by
+
+
+def series(history: list[dict], key: str) -> tuple[list, list]:
+    """Steps and values of `key`, from the records that have it."""
+    rows = [(r["step"], r[key]) for r in history if key in r]
+    return [s for s, _ in rows], [v for _, v in rows]
+
+
+def load_series(history: list[dict], layer: int = 0, key: str = "load") -> tuple[list, torch.Tensor]:
+    """Steps and an (S, E) tensor of one MoE layer's per-expert `key` ("load" or "bias") per step."""
+    rows = [(r["step"], r[key][layer]) for r in history if key in r]
+    return [s for s, _ in rows], torch.tensor([v for _, v in rows], dtype=torch.float64).reshape(len(rows), -1)
+
+
+def bias_series(history: list[dict], layer: int = 0) -> tuple[list, torch.Tensor]:
+    """Steps and an (S, E) tensor of one MoE layer's aux-free bias per step."""
+    return load_series(history, layer, key="bias")
+
+
+def max_load_series(history: list[dict], layer: int = 0) -> tuple[list, list]:
+    """Steps and the largest expert's share of routed slots at each step."""
+    steps, loads = load_series(history, layer)
+    return steps, loads.max(dim=1).values.tolist() if len(steps) else []
+
+
+def balance_summary(history: list[dict], layer: int = 0, last: int = 10) -> dict:
+    """Load averaged over the last `last` steps -> {"load", "max_fraction", "max_over_mean", "cv",
+    "idle" (experts getting under a quarter of the even share), "bias_range" (max - min bias at the end)}."""
+    _, loads = load_series(history[-last:], layer)
+    _, bias = bias_series(history[-1:], layer)
+    load = loads.mean(0)
+    stats = imbalance(load)
+    return {"load": load.tolist(), "max_fraction": stats["max_fraction"], "max_over_mean": stats["max_over_mean"],
+            "cv": stats["cv"], "idle": int((load < 0.25 / len(load)).sum()),
+            "bias_range": float(bias.max() - bias.min()) if len(bias) else 0.0}
+
+
+# ----------------------------------------------------------------------------- render
+
+
+def _n_moe(history: list[dict]) -> tuple[int, int]:
+    first = next((r for r in history if r.get("load")), None)
+    return (len(first["load"]), len(first["load"][0])) if first else (0, 0)
+
+
+def dashboard_figure(history: list[dict], max_points: int = 300, title: str = "pretraining") -> go.Figure:
+    """Row 1: loss, evaluation accuracy, tokens/s. Row 2: per MoE layer, each expert's load over steps.
+    Row 3: per MoE layer, each expert's aux-free bias. Traces are the same for any history length."""
+    n_layers, n_experts = _n_moe(history)
+    cols = max(3, n_layers)
+    titles = ["loss (masked cross-entropy)", "evaluation accuracy", "tokens / s"] + [""] * (cols - 3)
+    titles += [f"load, MoE layer {i + 1}" for i in range(n_layers)] + [""] * (cols - n_layers)
+    titles += [f"bias, MoE layer {i + 1}" for i in range(n_layers)] + [""] * (cols - n_layers)
+    rows = 3 if n_layers else 1
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles[:rows * cols], vertical_spacing=0.12,
+                        horizontal_spacing=0.06)
+    fig.add_trace(go.Scatter(x=[], y=[], name="loss", line_color="#1f77b4", showlegend=False), 1, 1)
+    fig.add_trace(go.Scatter(x=[], y=[], name="working accuracy", mode="lines+markers", line_color="#2ca02c"), 1, 2)
+    fig.add_trace(go.Scatter(x=[], y=[], name="answer without working", mode="lines+markers",
+                             line_color="#d62728"), 1, 2)
+    fig.add_trace(go.Scatter(x=[], y=[], name="tokens/s", line_color="#7f7f7f", showlegend=False), 1, 3)
+    for i, key in ((0, "loss"), (3, "tokens_per_s")):
+        x, y = binned(*series(history, key), max_points)
+        fig.data[i].update(x=x, y=y)
+    for i, key in ((1, "eval/working_accuracy"), (2, "eval/acc_no_working")):
+        x, y = series(history, key)  # a point every eval_every steps: never binned
+        fig.data[i].update(x=x, y=y)
+    colors = palette(n_experts)
+    for row, key in ((2, "load"), (3, "bias")):
+        for layer in range(n_layers):
+            steps, values = load_series(history, layer, key)
+            for e in range(n_experts):
+                x, y = binned(steps, values[:, e].tolist(), max_points)
+                fig.add_trace(go.Scatter(x=x, y=y, name=f"expert {e}", legendgroup=f"expert {e}",
+                                         line=dict(color=colors[e], width=1.5),
+                                         showlegend=row == 2 and layer == 0), row, layer + 1)
+    if n_layers:
+        for layer in range(n_layers):
+            fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=2, col=layer + 1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_xaxes(title_text="step", row=rows)
+    fig.update_layout(title=title, height=280 * rows, margin=dict(t=70, b=40, l=50, r=20),
+                      legend=dict(orientation="h", y=-0.08 if rows > 1 else -0.2))
+    return fig
+
+
+def status_line(history: list[dict], total_steps: int | None = None) -> str:
+    """e.g. "step 120 / 1500 · loss 1.234 · 9,800 tokens/s · working accuracy 0.84 (step 100)"."""
+    if not history:
+        return "waiting for the first step..."
+    r = history[-1]
+    parts = [f"step {r['step']}" + (f" / {total_steps}" if total_steps else ""), f"loss {r['loss']:.3f}"]
+    if "tokens_per_s" in r:
+        parts.append(f"{r['tokens_per_s']:,.0f} tokens/s")
+    steps, acc = series(history, "eval/working_accuracy")
+    if acc:
+        parts.append(f"working accuracy {acc[-1]:.2f} (step {steps[-1]})")
+    return " · ".join(parts)
+
+
+def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, max_points: int = 300) -> go.Figure:
+    """Runs side by side, one column each: row 1 each expert's load over steps, row 2 each expert's
+    aux-free bias; row 3 (all runs) the largest expert's share of routed slots over steps."""
+    names = list(histories)
+    n_experts = _n_moe(next(iter(histories.values())))[1]
+    cols = len(names)
+    specs = [[{}] * cols, [{}] * cols, [{"colspan": cols}] + [None] * (cols - 1)]
+    titles = ([f"{name}: load per expert" for name in names] + [f"{name}: bias per expert" for name in names]
+              + ["largest expert's share of routed slots"])
+    fig = make_subplots(rows=3, cols=cols, specs=specs, subplot_titles=titles, vertical_spacing=0.1,
+                        horizontal_spacing=0.05, shared_yaxes="rows")
+    colors = palette(n_experts)
+    run_colors = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd"]
+    for col, name in enumerate(names, start=1):
+        for row, key in ((1, "load"), (2, "bias")):
+            steps, values = load_series(histories[name], layer, key)
+            for e in range(n_experts):
+                x, y = binned(steps, values[:, e].tolist(), max_points)
+                fig.add_trace(go.Scatter(x=x, y=y, name=f"expert {e}", legendgroup=f"expert {e}",
+                                         line=dict(color=colors[e], width=1.5),
+                                         showlegend=row == 1 and col == 1), row, col)
+        fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=1, col=col)
+        x, y = binned(*max_load_series(histories[name], layer), max_points)
+        fig.add_trace(go.Scatter(x=x, y=y, name=f"{name}: largest share",
+                                 line=dict(color=run_colors[(col - 1) % len(run_colors)], width=2.5)), 3, 1)
+    fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=3, col=1,
+                  annotation_text="even share", annotation_position="bottom right")
+    fig.update_xaxes(title_text="step", row=3)
+    fig.update_layout(title=f"balancing compared (MoE layer {layer + 1})", height=820,
+                      margin=dict(t=80, b=40, l=50, r=20))
+    return fig
+
+
+# ----------------------------------------------------------------------------- wire
+
+
+class TrainingDashboard(widgets.VBox):
+    """Pass `.callback` to `pretrain(..., callback=...)`; the chart redraws in place every `every` steps.
+
+    total_steps (optional) lets the status line say "step 120 / 1500" and draws the last step too.
+    """
+
+    def __init__(self, total_steps: int | None = None, every: int = 10, max_points: int = 300,
+                 title: str = "pretraining"):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.total_steps, self.every, self.max_points, self.title = total_steps, every, max_points, title
+        self.history: list[dict] = []
+        self.draws = 0  # how many times the chart was redrawn
+        self.status = widgets.HTML(f"<b>{status_line([])}</b>")
+        self.chart = go.FigureWidget(dashboard_figure([], max_points, title))
+        super().__init__([self.status, self.chart])
+
+    def callback(self, record: dict) -> None:
+        """Keep the record; redraw every `every` steps, at evaluations and at the last step."""
+        self.history.append(dict(record))
+        step = record.get("step", len(self.history))
+        if step % self.every == 0 or step == self.total_steps or any(k.startswith("eval/") for k in record):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw the chart and the status line from the whole history, in place."""
+        fig = self.figure()
+        with self.chart.batch_update():
+            if len(self.chart.data) != len(fig.data):  # the first records tell how many layers and experts
+                self.chart.data = ()
+                self.chart.add_traces(list(fig.data))
+                self.chart.layout = fig.layout
+            else:
+                for old, new in zip(self.chart.data, fig.data):
+                    old.x, old.y = new.x, new.y
+        self.status.value = f"<b>{html.escape(status_line(self.history, self.total_steps))}</b>"
+        self.draws += 1
+
+    def figure(self) -> go.Figure:
+        """The whole history as a static figure (to show again after training)."""
+        return dashboard_figure(self.history, self.max_points, self.title)
