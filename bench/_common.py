@@ -23,12 +23,12 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/, not the repo r
 import torch  # noqa: E402
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, threads: int = 2) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch.set_num_threads for every side (the same N for all)")
+    p.add_argument("--threads", type=int, default=threads,
+                   help="torch.set_num_threads for every side (the same N for all); 0 keeps torch's default")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast on every side (meant for cuda; on cpu it works too, but is not "
                         "what minids does there: its training and GRPO autocast on CUDA only)")
@@ -38,7 +38,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def setup(args) -> torch.device:
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for but torch.cuda.is_available() is False")

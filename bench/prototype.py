@@ -4,28 +4,39 @@ Nothing in minids is changed: each proposal is applied to one model *instance* (
 onto its modules; parameter names and the state dict are untouched, so shipped checkpoints load
 into either), and stock and patched models with the same weights are timed interleaved.
 It also checks that the patched model computes the same thing (max |difference| of the loss,
-the logits and the gradients against stock).
+the logits and the gradients against stock; for rollouts, whether greedy decoding gives the
+same tokens).
 
-Proposals (each can be switched on alone with --only, to see what it buys):
-  moe_combine  MoE.dispatch: gather the tokens with index_select, and combine the expert outputs
-               with one weighted index_add (scatter-add) instead of `out[order] = ys` (an
-               index_put whose backward is a sort-based gather) and the einsum "nkc,nk->nc"
-               (a bmm of N batches of (1 x K) @ (K x C), slow on CPU in both directions)
-  fused_w13    MLP.forward: w1 and w3 in one GEMM, F.linear(x, cat([w1.weight, w3.weight])),
-               then chunk: half the up-projection GEMM calls (dense FFN, shared and routed experts)
-  fused_qkv    Attention.forward: wq, wk, wv in one GEMM, F.linear(x, cat([wq, wk, wv] weights))
-  fused_adamw  minids.train.make_optimizer: torch.optim.AdamW(..., fused=True) (one fused kernel
-               for all parameters instead of a Python loop of per-tensor ops on CPU)
-  decode_moe   (rollout) MoE.dispatch when N*K is small (decode steps: 64 tokens): run every
-               expert on every token as two GEMMs over stacked weights, then weight by the
-               (dense, zero where unchosen) routing weights; 4x the expert FLOPs of top-2 but
-               2 GEMM calls instead of 3*E per layer
-  sample_cdf   (rollout) draw the next token by inverse CDF (one uniform per row + searchsorted
-               on the cumulative probabilities) instead of torch.multinomial (which draws an
-               exponential per vocabulary entry). Same distribution, a different random stream.
+Proposals (`--only a,b` measures each alone; the default measures stock vs the helpful ones
+together, marked *):
+  rope_complex*  apply_rope as one complex multiply, as DeepSeek-V3's reference
+                 `apply_rotary_emb` does: view_as_complex(x.float().reshape(..., D/2, 2)) *
+                 complex(cos, sin), view_as_real, flatten. Bit-identical results; the stock
+                 version's strided slices of the permuted q/k views plus torch.stack cost ~5x more
+                 (forward and backward).
+  moe_gather*    MoE.dispatch: gather tokens with index_select (backward: index_add) instead of
+                 x[order // K] (backward: index_put with accumulate, which sorts); put the expert
+                 outputs back with an index_select by the inverse permutation instead of
+                 `out[order] = ys`; and combine with (out * weights[..., None]).sum(1) instead of
+                 einsum("nkc,nk->nc") (a bmm of N batches of (1 x K) @ (K x C), ~4x slower
+                 forward + backward on CPU). The forward is the same arithmetic.
+  fused_adamw*   minids.train.make_optimizer: torch.optim.AdamW(..., fused=True) (one fused
+                 kernel over all parameters instead of a Python loop of per-tensor ops on CPU)
+  decode_attn*   (rollout) Attention for one new token (T == 1 with a cache): the explicit
+                 softmax(q k^T / sqrt(D)) v path instead of the CPU flash-attention kernel, which
+                 is slower for a single query row
+  sample_cdf     (rollout) draw the next token by inverse CDF (one uniform per row + searchsorted
+                 on the cumulative probabilities) instead of torch.multinomial (an exponential per
+                 vocabulary entry). Same distribution, but a different random stream: seeded
+                 rollouts (and so shipped GRPO histories) would change, hence not in the default set
+  moe_combine    MoE.dispatch: gather with index_select and combine with one weighted index_add
+  fused_w13      MLP.forward: w1 and w3 as one GEMM over cat([w1.weight, w3.weight])
+  fused_qkv      Attention.forward: wq, wk, wv as one GEMM over the concatenated weights
+  decode_moe     (rollout) for few tokens, every expert on every token as two GEMMs over stacked
+                 weights, weighted by dense routing weights (4x the expert FLOPs, 2 calls not 3E)
 
-    python bench/prototype.py train                 # stock vs all training proposals
-    python bench/prototype.py train --only fused_adamw
+    python bench/prototype.py train                 # stock vs the * training proposals
+    python bench/prototype.py train --only rope_complex,moe_gather,fused_adamw
     python bench/prototype.py rollout
 """
 
@@ -47,11 +58,31 @@ from minids.tasks import TaskConfig, sample_problem
 from minids.tokenizer import default_tokenizer
 from minids.train import make_optimizer
 
-TRAIN_PROPOSALS = ("moe_combine", "fused_w13", "fused_qkv", "fused_adamw")
-ROLLOUT_PROPOSALS = ("moe_combine", "fused_w13", "fused_qkv", "decode_moe", "sample_cdf")
+TRAIN_PROPOSALS = ("rope_complex", "moe_gather", "fused_adamw")
+ROLLOUT_PROPOSALS = ("rope_complex", "moe_gather", "decode_attn")
 
 
 # ----------------------------------------------------------------------------- the proposals
+
+def apply_rope_complex(x, cos, sin):
+    """rope_complex: the same rotation as minids.model.apply_rope, as one complex multiply."""
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, H, T, D/2)
+    return torch.view_as_real(xc * torch.complex(cos, sin)).flatten(-2).type_as(x)  # (B, H, T, D)
+
+
+def dispatch_gather(self, x, weights, indices):
+    """moe_gather: MoE.dispatch with index_select gathers and a mul-sum combine."""
+    N, K = indices.shape
+    flat = indices.flatten()  # (N*K,)
+    order = flat.argsort(stable=True)  # pairs grouped by expert
+    counts = torch.bincount(flat, minlength=self.n_routed_experts).tolist()
+    xs = x.index_select(0, order // K)  # (N*K, C): token of each pair, grouped by expert
+    ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(counts))])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    out = ys.index_select(0, inverse).view(N, K, -1)  # (N, K, C) back in (token, slot) order
+    return (out * weights[..., None]).sum(1)  # (N, C)
+
 
 def dispatch_combine(self, x, weights, indices):
     """moe_combine: as MoE.dispatch, gathering with index_select and combining with index_add."""
@@ -70,7 +101,7 @@ def dispatch_dense_small(self, x, weights, indices, threshold=256):
     """decode_moe: for few tokens, every expert on every token (two GEMMs), weighted densely."""
     N, K = indices.shape
     if N * K > threshold:
-        return dispatch_combine(self, x, weights, indices)
+        return dispatch_gather(self, x, weights, indices)
     E = self.n_routed_experts
     w13 = torch.cat([torch.cat([e.w1.weight, e.w3.weight]) for e in self.experts])  # (E*2I, C)
     h = F.linear(x, w13).view(N, E, 2, -1)  # (N, E, 2, I)
@@ -87,17 +118,31 @@ def mlp_fused(self, x):
     return self.w2(F.silu(a) * b)
 
 
-def attention_fused(self, x, cos, sin, mask, cache=None, layer=0, return_attention=False):
-    """fused_qkv: Attention.forward with q, k, v from one GEMM (the explicit path is not patched)."""
-    if return_attention:
-        return Attention.forward(self, x, cos, sin, mask, cache, layer, return_attention)
-    qkv = F.linear(x, torch.cat([self.wq.weight, self.wk.weight, self.wv.weight]))  # (B, T, 3C)
-    q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
-    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    if cache is not None:
-        k, v = cache.update(layer, k, v)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return self.wo(rearrange(y, "b h t d -> b t (h d)")), None
+def make_attention_forward(proposals):
+    """Attention.forward with the chosen proposals (the explicit return_attention path is stock)."""
+    rope = apply_rope_complex if "rope_complex" in proposals else apply_rope
+
+    def forward(self, x, cos, sin, mask, cache=None, layer=0, return_attention=False):
+        if return_attention:
+            return Attention.forward(self, x, cos, sin, mask, cache, layer, return_attention)
+        H = self.n_heads
+        if "fused_qkv" in proposals:
+            qkv = F.linear(x, torch.cat([self.wq.weight, self.wk.weight, self.wv.weight]))  # (B, T, 3C)
+            q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=H)
+        else:
+            q = rearrange(self.wq(x), "b t (h d) -> b h t d", h=H)
+            k = rearrange(self.wk(x), "b t (h d) -> b h t d", h=H)
+            v = rearrange(self.wv(x), "b t (h d) -> b h t d", h=H)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        if "decode_attn" in proposals and q.shape[2] == 1:
+            att = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5  # (B, H, 1, S)
+            y = att.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v  # (B, H, 1, D)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(rearrange(y, "b h t d -> b t (h d)")), None
+    return forward
 
 
 def patch(model: Transformer, proposals) -> Transformer:
@@ -106,12 +151,14 @@ def patch(model: Transformer, proposals) -> Transformer:
         if isinstance(m, MoE):
             if "decode_moe" in proposals:
                 m.dispatch = types.MethodType(dispatch_dense_small, m)
+            elif "moe_gather" in proposals:
+                m.dispatch = types.MethodType(dispatch_gather, m)
             elif "moe_combine" in proposals:
                 m.dispatch = types.MethodType(dispatch_combine, m)
         if isinstance(m, MLP) and "fused_w13" in proposals:
             m.forward = types.MethodType(mlp_fused, m)
-        if isinstance(m, Attention) and "fused_qkv" in proposals:
-            m.forward = types.MethodType(attention_fused, m)
+        if isinstance(m, Attention) and {"fused_qkv", "rope_complex", "decode_attn"} & set(proposals):
+            m.forward = types.MethodType(make_attention_forward(tuple(proposals)), m)
     return model
 
 

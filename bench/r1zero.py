@@ -50,7 +50,7 @@ def rss_mib() -> float:
 
 
 def main(argv=None):
-    p = C.base_parser(__doc__.splitlines()[0])
+    p = C.base_parser(__doc__.splitlines()[0], threads=0)  # as `python -m minids r1zero`: torch's default
     p.add_argument("--pretrain-steps", type=int, default=TrainConfig().steps)
     p.add_argument("--grpo-steps", type=int, default=GRPOConfig().steps)
     p.add_argument("--force", action="store_true",

@@ -15,7 +15,7 @@ each 2*M*K*Nout FLOPs, and reports GFLOP/s. The shapes:
     gate                                (N, 128) x (128, 8)
     attention scores / values (bmm)     (B*H) x (T, D) x (D, T) / (B*H) x (T, T) x (T, D)
     vocabulary head                     (N, 128) x (128, 512)
-plus one large square GEMM (default 1024^3) as the machine's matmul peak.
+plus one large square GEMM (default 1024^3 on CPU, 8192^3 on CUDA) as the matmul peak.
 
 Part 2, MFU. The step's model FLOPs, as in PaLM (Chowdhery et al. 2022, appendix B):
     FLOPs = 6 * N_active * tokens  +  12 * n_layers * dim * seq * tokens
@@ -103,7 +103,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--gemm-reps", type=int, default=20, help="calls per GEMM timing (its mean is one sample)")
     p.add_argument("--steps-per-round", type=int, default=2)
-    p.add_argument("--peak-size", type=int, default=1024, help="side of the square GEMM used as the peak")
+    p.add_argument("--peak-size", type=int, default=None,
+                   help="side of the square GEMM used as the peak (default 1024 on cpu, 8192 on cuda)")
     args = p.parse_args(argv)
     device = C.setup(args)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
@@ -118,7 +119,7 @@ def main(argv=None):
             cases[key] = fn
             meta[key] = {"name": name, "part": part, "M": M, "K": K, "N": Nout, "count": count, "flops": fl,
                          "batch": kind[1] if isinstance(kind, tuple) else 1}
-    S = args.peak_size
+    S = args.peak_size or (8192 if device.type == "cuda" else 1024)
     pa, pb = torch.randn(S, S, device=device, dtype=dtype), torch.randn(S, S, device=device, dtype=dtype)
     cases["peak"] = lambda: pa @ pb
     peak_flops = 2 * S ** 3

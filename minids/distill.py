@@ -42,7 +42,7 @@ from .tasks import Problem
 from .tokenizer import Tokenizer
 from .train import TrainConfig, lr_at, make_batch, make_optimizer
 
-Trace = tuple[str, str]  # (prompt, completion), e.g. ('<|bos|>Q:4+8=?', '<think>4+8=2</think><answer>2</answer><|eos|>')
+Trace = tuple[str, str]  # (prompt, completion): ("<|bos|>Q:4+8=?", "<think>4+8=2</think><answer>2</answer><|eos|>")
 
 
 def collect_traces(teacher: Transformer, tokenizer: Tokenizer, problems: Sequence[Problem], samples: int = 1,
@@ -83,16 +83,18 @@ def student_config(vocab_size: int, dim: int = 64, n_layers: int = 4, n_heads: i
 
 
 def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], steps: int, batch_size: int = 32,
-             lr: float = 1e-3, seed: int = 0, callback: Callable[[dict], None] | None = None,
-             progress: bool = True, warmup_steps: int | None = None, weight_decay: float = 0.1,
-             grad_clip: float = 1.0, eval_set: Sequence[Problem] = (), eval_every: int = 0) -> list[dict]:
+             lr: float = 3e-3, seed: int = 0, callback: Callable[[dict], None] | None = None,
+             progress: bool = True, *, min_lr: float | None = None, warmup_steps: int | None = None,
+             eval_set: Sequence[Problem] = (), eval_every: int = 0) -> list[dict]:
     """Supervised fine-tuning of `student` in place on fixed (prompt, completion) docs -> per-step history.
 
     Each step draws `batch_size` docs at random (a generator seeded by `seed`,
     so the same seed gives the same batches); the loss is the cross-entropy on
     the completion tokens only. The learning rate warms up linearly over
     `warmup_steps` (default: a tenth of the steps) and decays by a cosine to
-    lr / 10, the pretraining schedule (`train.lr_at`).
+    `min_lr` (default lr / 10): the pretraining schedule, `train.lr_at`, with
+    its AdamW settings (`train.make_optimizer`, weight decay 0.1, gradients
+    clipped at norm 1).
     Each history record: {"step", "loss", "lr"}; every `eval_every` steps (and at
     the last) it also holds "eval/accuracy", "eval/format" and "eval/think_length":
     one sampled completion per problem of `eval_set` (temperature 1, `rollout_stats`).
@@ -104,11 +106,11 @@ def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], 
         raise ValueError("docs is empty: nothing to fine-tune on")
     if not isinstance(eval_every, int) or eval_every < 0:
         raise ValueError(f"eval_every must be a non-negative integer, got {eval_every!r}")
-    schedule = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10, eval_every=0,
-                           warmup_steps=max(1, steps // 10) if warmup_steps is None else warmup_steps,
-                           weight_decay=weight_decay, grad_clip=grad_clip, seed=seed)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10 if min_lr is None else min_lr,
+                         warmup_steps=max(1, steps // 10) if warmup_steps is None else warmup_steps,
+                         eval_every=0, seed=seed)  # validates the numbers; lr_at reads the schedule from it
     device = student.device
-    opt = make_optimizer(student, lr, weight_decay)
+    opt = make_optimizer(student, config.lr, config.weight_decay)
     rng = random.Random(seed)
     history = []
     student.train()
@@ -116,12 +118,12 @@ def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], 
         batch = [docs[rng.randrange(len(docs))] for _ in range(batch_size)]
         idx, targets, mask = (t.to(device) for t in make_batch(tokenizer, batch, mask_question=True))
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, schedule)
-        with autocast(device):
+            group["lr"] = lr_at(step, config)
+        with autocast(device, config.bf16):
             out = student(idx, targets, loss_mask=mask, key_mask=idx != tokenizer.pad_id)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
         opt.step()
         student.update_balance_bias()  # a no-op for a dense student; keeps an MoE student balanced
         record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": opt.param_groups[0]["lr"]}

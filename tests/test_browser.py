@@ -10,7 +10,9 @@ the kernel to finish, and checks what a reader would see:
 - the first slider moved with ArrowRight changes the text next to it (a kernel round trip);
 - no request left the machine (every non-local request is blocked and counted: must be zero).
 
-A screenshot per notebook goes to `ci-artifacts/screenshots/NAME.png` (printed with `-s`).
+Screenshots go to `ci-artifacts/screenshots/`: `NAME.png` scrolled to the first figure or widget (also
+saved when the test fails), `NAME-slider.png` showing the first slider after the round trip
+(paths printed with `-s`).
 
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser.py -v -s
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser.py -k 02_
@@ -18,6 +20,10 @@ A screenshot per notebook goes to `ci-artifacts/screenshots/NAME.png` (printed w
 Needs `/usr/bin/chromium` (Debian package; `playwright install` is never used) and the `playwright`
 Python package. Without them the module is skipped, except when `CI` is set: then it fails.
 `MINIDS_NOTEBOOKS_DIR=/some/folder` serves another folder instead of `notebooks/`.
+
+Like `python -m minids lab`, the test writes the classroom settings (no news pop-up over the
+screenshots, no update checks) to `<sys.prefix>/share/jupyter/lab/settings/overrides.json` when
+that file does not exist yet.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 SERVER_START_S = 120   # Lab answering on its port
 KERNEL_START_S = 180   # notebook open and its kernel idle
-RUN_ALL_S = 480        # Run All finished (FAST notebooks take about a minute on two busy cores)
+RUN_ALL_S = 600        # Run All finished (FAST notebooks take 0.5-4 min in Lab on two busy cores)
 ROUND_TRIP_S = 60      # slider moved -> text next to it changed
 RENDER_S = 45          # a plot or bertviz view drawn after scrolling to it
 
@@ -131,7 +137,7 @@ def lab(tmp_path_factory):
     _classroom_settings()
     port = _free_port()
     env = dict(os.environ,
-               MINIDS_FAST="1", TQDM_DISABLE="1",
+               MINIDS_FAST="1", TQDM_DISABLE="1", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
     # The data dir is left alone: it is where Lab finds the widget and plotly extensions.
@@ -206,6 +212,8 @@ JS_TEXT_NEAR = """slider => {
     return copy.textContent.replace(/\\s+/g, ' ').trim();
   }).join(' || ');
 }"""
+
+JS_CELL_INDEX = "el => [...el.closest('.jp-Notebook').querySelectorAll('.jp-Cell')].indexOf(el.closest('.jp-Cell'))"
 
 JS_STATE = """panel => {
   const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim());
@@ -311,6 +319,7 @@ def test_notebook_in_lab(path, lab, browser):
     shot = SCREENSHOTS / f"{name.removesuffix('.ipynb')}.png"
     t0 = time.monotonic()
     timings = {}
+    drawn = {}
     try:
         # ---- open the notebook and wait for its kernel
         page.goto(f"{lab.base}/lab/tree/{urllib.parse.quote(name)}?reset", wait_until="domcontentloaded")
@@ -325,7 +334,8 @@ def test_notebook_in_lab(path, lab, browser):
         _run_all(page)
         state = _wait_run_all(page, facts, lab)
         timings["run all"] = time.monotonic() - t1
-        _check(state["cells"] == facts["cells"], f"{name}: Lab shows {state['cells']} cells, the file has {facts['cells']}")
+        _check(state["cells"] == facts["cells"],
+               f"{name}: Lab shows {state['cells']} cells, the file has {facts['cells']}")
 
         # ---- no errors anywhere
         _assert_no_errors(page, name, "after Run All", console_errors)
@@ -334,12 +344,13 @@ def test_notebook_in_lab(path, lab, browser):
                f"{name}: only {executed} of {facts['code_to_run']} code cells ran; prompts: {state['prompts']}")
 
         # ---- what should be drawn is drawn
-        _assert_rendered(page, name, facts)
+        drawn = _assert_rendered(page, name, facts)
 
         # ---- the first slider: ArrowRight must change the text next to it (kernel round trip)
         t2 = time.monotonic()
         _assert_slider_round_trip(page, name)
         timings["slider"] = time.monotonic() - t2
+        _screenshot_slider(page, SCREENSHOTS / f"{name.removesuffix('.ipynb')}-slider.png")
         _assert_no_errors(page, name, "after moving the slider", console_errors)
 
         _check(not outside, f"{name}: {len(outside)} request(s) to outside addresses were made (and blocked): "
@@ -354,7 +365,7 @@ def test_notebook_in_lab(path, lab, browser):
         lab.shutdown_kernels(name)
         timings["total"] = time.monotonic() - t0
         print(f"{name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-              + f"; outside requests blocked: {len(outside)}")
+              + f"; drawn: {drawn}; outside requests blocked: {len(outside)}")
 
 
 def _statusbar_kernel(page) -> str:
@@ -447,19 +458,23 @@ def _assert_rendered(page, name, facts):
            f"{name}: no ipywidgets slider rendered in any output (every notebook needs one: the browser-test "
            f"contract); widget views found: {panel.locator('.jp-OutputArea .jupyter-widgets').count()}")
 
-    # Every plotly output must be drawn; Lab draws lazily, so scroll to each one first.
-    plotly_outputs = panel.locator('.jp-OutputArea-output[data-mime-type="application/vnd.plotly.v1+json"]')
-    for i in range(plotly_outputs.count()):
+    # Every plotly output must be drawn (Lab's plotly renderer is the output element itself,
+    # `.jp-RenderedPlotly.js-plotly-plot`, with no data-mime-type). Scroll to each one first.
+    plotly_outputs = panel.locator(".jp-OutputArea .jp-RenderedPlotly")
+    n_plotly = plotly_outputs.count()
+    for i in range(n_plotly):
         out = plotly_outputs.nth(i)
         out.scroll_into_view_if_needed()
-        _poll(f"plotly output {i + 1} of {plotly_outputs.count()} to be drawn",
-              lambda: out.locator(".js-plotly-plot .main-svg").count() > 0, RENDER_S, interval=0.5)
-    if facts["plotly"] or plotly_outputs.count():
+        _poll(f"plotly output {i + 1} of {n_plotly} to be drawn", lambda: out.locator(".main-svg").count() > 0,
+              RENDER_S, interval=0.5,
+              on_timeout=lambda: f"cell {out.evaluate(JS_CELL_INDEX)}; its text: {out.text_content()[:300]!r}")
+    if facts["plotly"] or n_plotly:
         plots = panel.locator(".jp-OutputArea .js-plotly-plot")
         if plots.count() == 0:  # figure widgets may also wait until scrolled to
-            for i in range(panel.locator(".jp-OutputArea .jupyter-widgets").count()):
-                panel.locator(".jp-OutputArea .jupyter-widgets").nth(i).scroll_into_view_if_needed()
-        _check(plots.count() > 0, f"{name}: the notebook uses plotly but no plotly figure was drawn")
+            widgets = panel.locator(".jp-OutputArea .jupyter-widgets")
+            for i in range(widgets.count()):
+                widgets.nth(i).scroll_into_view_if_needed()
+        _poll(f"a plotly figure to be drawn ({name} uses plotly)", lambda: plots.count() > 0, RENDER_S)
 
     if facts["bertviz"]:
         views = panel.locator('.jp-OutputArea [id^="bertviz-"]')
@@ -470,6 +485,8 @@ def _assert_rendered(page, name, facts):
             _poll(f"bertviz view {i + 1} to draw its tokens", lambda: view.locator("#vis svg text").count() > 0,
                   RENDER_S, interval=0.5,
                   on_timeout=lambda: f"text of the view: {view.text_content()[:500]!r}")
+    return {"sliders": sliders.count(), "plotly": panel.locator(".jp-OutputArea .js-plotly-plot").count(),
+            "bertviz": panel.locator('.jp-OutputArea [id^="bertviz-"]').count()}
 
 
 def _assert_slider_round_trip(page, name):
@@ -497,7 +514,7 @@ def _assert_slider_round_trip(page, name):
         while time.monotonic() < deadline:
             after = slider.evaluate(JS_TEXT_NEAR)
             if after != before_text:
-                time.sleep(1.0)  # let the re-render settle before the next checks and the screenshot
+                _settle(slider, after, deadline)
                 return
             time.sleep(0.5)
         break
@@ -508,13 +525,37 @@ def _assert_slider_round_trip(page, name):
                 pytrace=False)
 
 
-def _screenshot(page, shot: Path):
-    """Scroll to the first widget or figure, then save the viewport."""
+def _settle(slider, text, deadline, quiet_s: float = 2.0):
+    """Each key press queued an update in the kernel: wait until the text stops changing, so the
+    checks after this and the screenshot see the last one (a slow kernel is not a failure here)."""
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
+        time.sleep(0.5)
+        now = slider.evaluate(JS_TEXT_NEAR)
+        if now != text:
+            text, quiet_since = now, time.monotonic()
+
+
+def _screenshot_slider(page, shot: Path):
+    """The first slider's widget after the round trip, scrolled to the top of the viewport."""
     shot.parent.mkdir(parents=True, exist_ok=True)
-    first = page.locator(PANEL).locator(
-        ".jp-OutputArea-output:has(.widget-slider), .jp-OutputArea-output:has(.js-plotly-plot), "
-        '.jp-OutputArea-output:has([id^="bertviz-"])').first
-    if first.count():
-        first.evaluate("el => el.scrollIntoView({block: 'start'})")
+    slider = page.locator(PANEL).locator(".jp-OutputArea .widget-slider").first
+    slider.evaluate("el => el.closest('.jp-OutputArea').scrollIntoView({block: 'start'})")
+    time.sleep(0.5)
+    page.screenshot(path=str(shot))
+    print(f"\n{shot.name.removesuffix('-slider.png')}.ipynb: slider screenshot {shot}")
+
+
+def _screenshot(page, shot: Path):
+    """Scroll to the first widget or figure (document order), then save the viewport."""
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    found = page.locator(PANEL).evaluate("""panel => {
+      const el = panel.querySelector('.jp-OutputArea-output:has(.widget-slider), '
+        + '.jp-OutputArea-output.js-plotly-plot, .jp-OutputArea-output:has(.js-plotly-plot), '
+        + '.jp-OutputArea-output:has([id^="bertviz-"])');
+      if (el) el.scrollIntoView({block: 'start'});
+      return !!el;
+    }""")
+    if found:
         time.sleep(1.0)
     page.screenshot(path=str(shot))

@@ -104,7 +104,8 @@ def test_static_no_outputs(path):
 def test_static_first_cells(path):
     nb = read(path)
     assert nb.cells, f"{path.name} has no cells"
-    assert nb.cells[0].cell_type == "markdown", f"{path.name}: the first cell must be markdown (what the reader will see)"
+    assert nb.cells[0].cell_type == "markdown", (
+        f"{path.name}: the first cell must be markdown (what the reader will see)")
     cells = code_cells(nb)
     assert cells, f"{path.name} has no code cell"
     i, first = cells[0]
@@ -152,6 +153,8 @@ def test_execute(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the fast setting runs many tiny forward passes: one thread avoids oversubscribing 2 cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     nb = read(work / path.name)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,

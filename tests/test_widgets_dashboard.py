@@ -6,7 +6,7 @@ import torch
 
 from minids.train import TrainConfig, pretrain
 from widgets.dashboard import (TrainingDashboard, balance_comparison_figure, balance_summary, binned,
-                               dashboard_figure, load_series, max_load_series, series, status_line)
+                               dashboard_figure, load_series, max_load_series, rolling_mean, series, status_line)
 
 
 def fake_history(n_steps, balanced=True, n_layers=2, n_experts=4, eval_every=5):
@@ -31,6 +31,13 @@ def test_binned_by_hand():
     assert len(x) <= 300 and x[-1] == 1000 and set(y) == {1.0}
 
 
+def test_rolling_mean_by_hand():
+    assert rolling_mean(torch.tensor([[1.0], [3.0], [5.0]]), 2).flatten().tolist() == [1.0, 2.0, 4.0]
+    x = torch.arange(12.0).reshape(6, 2)
+    assert torch.equal(rolling_mean(x, 1), x.double())
+    torch.testing.assert_close(rolling_mean(x, 100)[-1], x.double().mean(0))  # a window longer than the run
+
+
 def test_series_helpers():
     h = fake_history(10)
     steps, acc = series(h, "eval/working_accuracy")
@@ -38,6 +45,10 @@ def test_series_helpers():
     steps, loads = load_series(h, layer=1)
     assert steps == list(range(1, 11)) and loads.shape == (10, 4)
     assert max_load_series(fake_history(3, balanced=False))[1] == [0.5, 0.5, 0.5]
+    flip = fake_history(2)
+    flip[0]["load"][0], flip[1]["load"][0] = [0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]
+    assert max_load_series(flip, window=1)[1] == [0.5, 0.5]
+    assert max_load_series(flip, window=2)[1] == [0.5, 0.25]  # averaged, the two steps cover all experts
     s = balance_summary(fake_history(20, balanced=False), last=5)
     assert s["max_fraction"] == pytest.approx(0.5) and s["max_over_mean"] == pytest.approx(2.0)
     assert balance_summary(fake_history(20))["cv"] == pytest.approx(0.0, abs=1e-9)

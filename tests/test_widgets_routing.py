@@ -8,7 +8,8 @@ import torch
 
 from minids.model import RouteTrace
 from widgets.routing import (RoutingExplorer, bias_figure, expert_load, imbalance, layer_caption, load_figure,
-                             route_table, token_strip, top1_heatmap_figure, trace_text)
+                             route_table, specialisation, specialisation_figure, token_strip, top1_by_piece,
+                             top1_heatmap_figure, trace_text)
 
 TEXT = "<|bos|>Q:7+5-9+3=?<think>7+5=2,2-9=3,3+3=6</think><answer>6</answer>"
 
@@ -36,7 +37,8 @@ def test_imbalance_by_hand():
 def test_route_table_sorts_by_weight():
     """Chosen experts arrive in choice order (bias included); the table puts the heaviest first."""
     trace = RouteTrace(experts=torch.tensor([[[2, 0], [1, 3]]]), weights=torch.tensor([[[0.3, 0.7], [0.6, 0.4]]]),
-                       scores=torch.rand(1, 2, 4), load=torch.tensor([1, 1, 1, 1]), bias=torch.tensor([0.1, 0, 0, -0.1]))
+                       scores=torch.rand(1, 2, 4), load=torch.tensor([1, 1, 1, 1]),
+                       bias=torch.tensor([0.1, 0, 0, -0.1]))
     table = route_table(trace)
     assert table.experts.tolist() == [[0, 2], [1, 3]]
     torch.testing.assert_close(table.weights, torch.tensor([[0.7, 0.3], [0.6, 0.4]]))
@@ -55,6 +57,27 @@ def test_trace_text_on_a_model(tiny_model, tok):
         assert float(t.load.sum()) == pytest.approx(1.0)
         assert (t.weights[:, :-1] >= t.weights[:, 1:]).all()
         torch.testing.assert_close(t.weights.sum(-1), torch.ones(len(ids)))  # route_scale 1
+
+
+def test_top1_by_piece_by_hand():
+    counts = top1_by_piece(["7", "+", "7"], torch.tensor([2, 0, 2]), 3)
+    assert {p: c.tolist() for p, c in counts.items()} == {"7": [0, 0, 2], "+": [1, 0, 0]}
+    top1_by_piece(["7"], torch.tensor([1]), 3, counts)  # adds to the running tally
+    assert counts["7"].tolist() == [0, 1, 2]
+
+
+def test_specialisation_shares(tiny_model, tok):
+    texts = [TEXT, "<|bos|>Q:1+2+3=?<think>1+2=3,3+3=6</think><answer>6</answer>"]
+    spec = specialisation(tiny_model, tok, texts, min_count=3)
+    L, E = tiny_model.config.n_moe_layers, tiny_model.config.n_routed_experts
+    assert spec["shares"].shape == (L, len(spec["pieces"]), E) and spec["layers"] == [1]
+    torch.testing.assert_close(spec["shares"].sum(-1), torch.ones(L, len(spec["pieces"])))
+    assert "=" in spec["pieces"] and all(n >= 3 for n in spec["counts"].tolist())
+    assert spec["counts"].tolist() == sorted(spec["counts"].tolist(), reverse=True)
+    n_eq = sum(tok.pieces(tok.encode(t, allowed_special="all")).count("=") for t in texts)  # '=?' is one token
+    assert spec["counts"][spec["pieces"].index("=")] == n_eq == 5
+    fig = specialisation_figure(spec)
+    assert len(fig.data) == L and list(fig.data[0].y) == spec["pieces"]
 
 
 def test_renders(tiny_model, tok):

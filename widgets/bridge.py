@@ -154,8 +154,8 @@ def surprisal_figure(view: dict, title: str = "") -> go.Figure:
                    hovertemplate="%{customdata}: %{y:.3f} nats<extra>entropy</extra>"),
     ])
     fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", annotation_text="ln 10")
-    fig.update_layout(title=title, height=320, margin=dict(t=50, b=40, l=50, r=20),
-                      yaxis_title="nats", xaxis=dict(tickmode="array", tickvals=x, ticktext=labels, tickangle=0),
+    fig.update_layout(title=title, height=340, margin=dict(t=50, b=70, l=50, r=20),
+                      yaxis_title="nats", xaxis=dict(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return fig
 
@@ -168,11 +168,13 @@ def bridge_table_figure(tables: dict[str, dict[int, dict[str, float]]]) -> go.Fi
         for key, label in COLUMNS.items():
             fig.add_trace(go.Bar(x=[str(n) for n in steps], y=[table[n][key] for n in steps], name=label,
                                  marker_color=COLORS[key], legendgroup=key, showlegend=col == 1,
+                                 text=[f"{table[n][key]:.2g}" for n in steps], textposition="outside",
+                                 textfont_size=9, cliponaxis=False,
                                  hovertemplate=f"%{{x}} steps: %{{y:.3f}} nats<extra>{label}</extra>"), 1, col)
         fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", row=1, col=col)
         fig.update_xaxes(title_text="steps in the problem", row=1, col=col)
     fig.update_yaxes(title_text="answer NLL (nats)", row=1, col=1)
-    fig.update_layout(barmode="group", height=380, margin=dict(t=60, b=40, l=60, r=20),
+    fig.update_layout(barmode="group", height=400, margin=dict(t=70, b=40, l=60, r=20),
                       title="The answer's NLL given the query alone, the model's own chain, the gold chain")
     return fig
 

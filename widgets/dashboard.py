@@ -15,7 +15,7 @@ The comparison figure puts several runs side by side (balance "aux_free",
 "aux_loss", "none"): load per expert over steps, the largest expert's share,
 and the bias drifting.
 
-compute: binned, series, load_series, bias_series, balance_summary
+compute: binned, series, load_series, bias_series, rolling_mean, max_load_series, balance_summary
 render:  dashboard_figure, balance_comparison_figure, status_line
 wire:    TrainingDashboard
 """
@@ -66,10 +66,24 @@ def bias_series(history: list[dict], layer: int = 0) -> tuple[list, torch.Tensor
     return load_series(history, layer, key="bias")
 
 
-def max_load_series(history: list[dict], layer: int = 0) -> tuple[list, list]:
-    """Steps and the largest expert's share of routed slots at each step."""
+def rolling_mean(values: torch.Tensor, window: int) -> torch.Tensor:
+    """(S, ...) -> (S, ...): row s is the mean of rows max(0, s-window+1) .. s.
+
+    Example: rolling_mean([[1], [3], [5]], 2) -> [[1], [2], [4]].
+    """
+    values = torch.as_tensor(values, dtype=torch.float64)
+    if window <= 1 or len(values) == 0:
+        return values
+    csum = torch.cat([torch.zeros_like(values[:1]), values.cumsum(0)])  # (S+1, ...)
+    ends = torch.arange(1, len(values) + 1)
+    starts = (ends - window).clamp(min=0)
+    return (csum[ends] - csum[starts]) / (ends - starts).reshape(-1, *([1] * (values.dim() - 1)))
+
+
+def max_load_series(history: list[dict], layer: int = 0, window: int = 1) -> tuple[list, list]:
+    """Steps and the largest expert's share of routed slots at each step (load averaged over `window` steps)."""
     steps, loads = load_series(history, layer)
-    return steps, loads.max(dim=1).values.tolist() if len(steps) else []
+    return steps, rolling_mean(loads, window).max(dim=1).values.tolist() if len(steps) else []
 
 
 def balance_summary(history: list[dict], layer: int = 0, last: int = 10) -> dict:
@@ -147,15 +161,18 @@ def status_line(history: list[dict], total_steps: int | None = None) -> str:
     return " · ".join(parts)
 
 
-def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, max_points: int = 300) -> go.Figure:
+def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, window: int = 10,
+                              max_points: int = 300) -> go.Figure:
     """Runs side by side, one column each: row 1 each expert's load over steps, row 2 each expert's
-    aux-free bias; row 3 (all runs) the largest expert's share of routed slots over steps."""
+    aux-free bias; row 3 (all runs) the largest expert's share of routed slots over steps.
+    Loads are averaged over the last `window` steps (one step's batch is a noisy sample)."""
     names = list(histories)
     n_experts = _n_moe(next(iter(histories.values())))[1]
     cols = len(names)
     specs = [[{}] * cols, [{}] * cols, [{"colspan": cols}] + [None] * (cols - 1)]
-    titles = ([f"{name}: load per expert" for name in names] + [f"{name}: bias per expert" for name in names]
-              + ["largest expert's share of routed slots"])
+    avg = f" (mean of the last {window} steps)" if window > 1 else ""
+    titles = ([f"{name}: load per expert{avg}" for name in names] + [f"{name}: bias per expert" for name in names]
+              + [f"largest expert's share of routed slots{avg}"])
     fig = make_subplots(rows=3, cols=cols, specs=specs, subplot_titles=titles, vertical_spacing=0.1,
                         horizontal_spacing=0.05, shared_yaxes="rows")
     colors = palette(n_experts)
@@ -163,19 +180,20 @@ def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, 
     for col, name in enumerate(names, start=1):
         for row, key in ((1, "load"), (2, "bias")):
             steps, values = load_series(histories[name], layer, key)
+            values = rolling_mean(values, window) if key == "load" else values
             for e in range(n_experts):
                 x, y = binned(steps, values[:, e].tolist(), max_points)
                 fig.add_trace(go.Scatter(x=x, y=y, name=f"expert {e}", legendgroup=f"expert {e}",
                                          line=dict(color=colors[e], width=1.5),
                                          showlegend=row == 1 and col == 1), row, col)
         fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=1, col=col)
-        x, y = binned(*max_load_series(histories[name], layer), max_points)
-        fig.add_trace(go.Scatter(x=x, y=y, name=f"{name}: largest share",
+        x, y = binned(*max_load_series(histories[name], layer, window), max_points)
+        fig.add_trace(go.Scatter(x=x, y=y, name=f"{name}: largest share", mode="lines",
                                  line=dict(color=run_colors[(col - 1) % len(run_colors)], width=2.5)), 3, 1)
     fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=3, col=1,
                   annotation_text="even share", annotation_position="bottom right")
     fig.update_xaxes(title_text="step", row=3)
-    fig.update_layout(title=f"balancing compared (MoE layer {layer + 1})", height=820,
+    fig.update_layout(title=f"balancing compared (MoE layer {layer + 1} of each run)", height=820,
                       margin=dict(t=80, b=40, l=50, r=20))
     return fig
 

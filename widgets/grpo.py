@@ -524,8 +524,10 @@ class RolloutInspector(widgets.VBox):
                                          continuous_update=False)
         self.question = widgets.Text(value=self.problems[0].question, description="question",
                                      continuous_update=False)
-        self.G = widgets.IntSlider(value=G, min=2, max=16, description="G samples", continuous_update=False)
-        self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1,
+        wide = {"description_width": "initial"}
+        self.G = widgets.IntSlider(value=G, min=2, max=16, description="G samples", continuous_update=False,
+                                   style=wide)
+        self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, style=wide,
                                                description="temperature", continuous_update=False)
         self.again = widgets.Button(description="sample again", icon="refresh")
         self.caption = widgets.HTML()
