@@ -114,7 +114,8 @@ def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], 
     rng = random.Random(seed)
     history = []
     student.train()
-    for step in tqdm(range(steps), desc="fine-tune", disable=not progress, dynamic_ncols=True):
+    for step in tqdm(range(steps), desc="fine-tune", dynamic_ncols=True,
+                     **({} if progress else {"disable": True})):
         batch = [docs[rng.randrange(len(docs))] for _ in range(batch_size)]
         idx, targets, mask = (t.to(device) for t in make_batch(tokenizer, batch, mask_question=True))
         for group in opt.param_groups:

@@ -209,7 +209,7 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
 
     eval_set = eval_problems(config.eval_size, seed=4321, config=task) if config.eval_every else []
     G = config.num_generations
-    bar = tqdm(total=config.steps, initial=start, desc="grpo", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, desc="grpo", dynamic_ncols=True, **({} if progress else {"disable": True}))
     interrupted = False
     try:
         for step in range(start, config.steps):

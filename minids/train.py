@@ -177,7 +177,7 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
                             {**meta, "step": step, "history": history, "optimizer": opt.state_dict()})
 
     problems = eval_problems(config.eval_size) if config.eval_every else []
-    bar = tqdm(total=config.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, desc="pretrain", dynamic_ncols=True, **({} if progress else {"disable": True}))
     step = start
     interrupted = False
     try:

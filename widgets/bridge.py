@@ -135,8 +135,8 @@ def bridge_caption(problem: Problem, view: dict, model_name: str, chain_name: st
     w, wo = view["nll_with"], view["nll_without"]
     chain = "no working at all" if not view["chain"] else chain_name
     return (f"{problem.question} = {problem.answer} · {model_name}, {chain}: the answer costs "
-            f"{w:.3f} nats (perplexity {perplexity(w):.2f}) after the chain, "
-            f"{wo:.3f} nats (perplexity {perplexity(wo):.2f}) with an empty think block")
+            f"{w:.3g} nats (perplexity {perplexity(w):.2f}) after the chain, "
+            f"{wo:.3g} nats (perplexity {perplexity(wo):.2f}) with an empty think block")
 
 
 def surprisal_figure(view: dict, title: str = "") -> go.Figure:

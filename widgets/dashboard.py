@@ -170,9 +170,9 @@ def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, 
     n_experts = _n_moe(next(iter(histories.values())))[1]
     cols = len(names)
     specs = [[{}] * cols, [{}] * cols, [{"colspan": cols}] + [None] * (cols - 1)]
-    avg = f" (mean of the last {window} steps)" if window > 1 else ""
-    titles = ([f"{name}: load per expert{avg}" for name in names] + [f"{name}: bias per expert" for name in names]
-              + [f"largest expert's share of routed slots{avg}"])
+    avg = f" (loads: mean of the last {window} steps)" if window > 1 else ""
+    titles = ([f"{name}: load per expert" for name in names] + [f"{name}: bias per expert" for name in names]
+              + ["largest expert's share of routed slots"])
     fig = make_subplots(rows=3, cols=cols, specs=specs, subplot_titles=titles, vertical_spacing=0.1,
                         horizontal_spacing=0.05, shared_yaxes="rows")
     colors = palette(n_experts)
@@ -193,7 +193,7 @@ def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, 
     fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=3, col=1,
                   annotation_text="even share", annotation_position="bottom right")
     fig.update_xaxes(title_text="step", row=3)
-    fig.update_layout(title=f"balancing compared (MoE layer {layer + 1} of each run)", height=820,
+    fig.update_layout(title=f"balancing compared, MoE layer {layer + 1} of each run{avg}", height=820,
                       margin=dict(t=80, b=40, l=50, r=20))
     return fig
 
