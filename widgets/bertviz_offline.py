@@ -95,21 +95,21 @@ def attention_for_bertviz(model: Transformer, tokenizer: Tokenizer, text: str) -
     return [a[None].double().round(decimals=4) for a in tr.attentions], tr.labels
 
 
-def head_view(model: Transformer, tokenizer: Tokenizer, text: str, layer: int | None = None) -> HTML:
-    """bertviz's head view of `model` on `text`, self-contained. Bad text gives a message instead."""
+def _offline_view(view, model: Transformer, tokenizer: Tokenizer, text: str, **kwargs) -> HTML:
+    """Run `model` on `text`, draw it with a bertviz view, and make the page self-contained."""
     try:
         attention, tokens = attention_for_bertviz(model, tokenizer, text)
     except ValueError as e:
         return HTML(message_html(str(e)))
-    out = bertviz.head_view(attention, tokens, layer=layer, html_action="return")
+    out = view(attention, tokens, html_action="return", **kwargs)
     return HTML(offline_html(out.data))
+
+
+def head_view(model: Transformer, tokenizer: Tokenizer, text: str, layer: int | None = None) -> HTML:
+    """bertviz's head view of `model` on `text`, self-contained. Bad text gives a message instead."""
+    return _offline_view(bertviz.head_view, model, tokenizer, text, layer=layer)
 
 
 def model_view(model: Transformer, tokenizer: Tokenizer, text: str, display_mode: str = "light") -> HTML:
     """bertviz's model view (every layer and head at once), self-contained. Bad text gives a message."""
-    try:
-        attention, tokens = attention_for_bertviz(model, tokenizer, text)
-    except ValueError as e:
-        return HTML(message_html(str(e)))
-    out = bertviz.model_view(attention, tokens, display_mode=display_mode, html_action="return")
-    return HTML(offline_html(out.data))
+    return _offline_view(bertviz.model_view, model, tokenizer, text, display_mode=display_mode)
