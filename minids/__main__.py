@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="start JupyterLab on the notebooks (classroom settings)")
     p.add_argument("--notebooks", default="notebooks", help="folder to open (default: notebooks)")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="further arguments for jupyter lab")
+    p.epilog = "Any further options (e.g. --port 8899 --no-browser) are passed on to jupyter lab."
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("pretrain", help="pretrain the tiny MoE model on the synthetic task mix")
@@ -208,7 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:
