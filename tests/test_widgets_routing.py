@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from minids.model import RouteTrace
-from widgets.routing import (RoutingExplorer, bias_figure, expert_load, imbalance, layer_caption, load_figure,
-                             route_table, specialisation, specialisation_figure, token_strip, top1_by_piece,
-                             top1_heatmap_figure, trace_text)
+from widgets.routing import (RoutingExplorer, bias_figure, expert_load, imbalance, layer_caption, legend_html,
+                             load_figure, route_table, specialisation, specialisation_figure, token_strip,
+                             top1_by_piece, top1_heatmap_figure, trace_text)
 
 TEXT = "<|bos|>Q:7+5-9+3=?<think>7+5=2,2-9=3,3+3=6</think><answer>6</answer>"
 
@@ -95,6 +95,7 @@ def test_renders(tiny_model, tok):
     bias = bias_figure([[0.1, 0, 0, -0.1]], [1])
     assert list(bias.data[0].y) == [0.1, 0, 0, -0.1]
     assert layer_caption(3, tables[0]).startswith("layer 3: expert loads ")
+    assert legend_html(4).count("<span") == 4
 
 
 def test_explorer_slider_changes_caption(tok, tiny_config):

@@ -5,7 +5,7 @@ step's loss, learning rate, tokens/s, each MoE layer's expert load (fractions
 of routed slots) and aux-free bias, and every `eval_every` steps the
 evaluation accuracies. `TrainingDashboard.callback` keeps those records and
 redraws a `go.FigureWidget` in place every `every` steps (not every step:
-drawing costs more than a step of this tiny model). `.figure()` returns the
+each redraw sends the curves to the browser again). `.figure()` returns the
 whole history as a static figure to show again after training.
 
 Long histories are averaged into at most `max_points` bins per curve, so a

@@ -142,8 +142,9 @@ def token_strip(pieces: list[str], table: RouteTable, n_experts: int) -> str:
 
 
 def legend_html(n_experts: int) -> str:
-    """A row of coloured boxes naming the experts."""
-    return token_strip_html([f"expert {i}" for i in range(n_experts)], palette(n_experts))
+    """A row of coloured boxes, one per routed expert, numbered: the key to the token colours."""
+    return ('<div style="font-size:12px;color:#4b5563">colour = top-1 routed expert:</div>'
+            + token_strip_html([str(i) for i in range(n_experts)], palette(n_experts)))
 
 
 def _discrete_colorscale(colors: list[str]) -> list:
