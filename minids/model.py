@@ -134,14 +134,18 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[2i], x[2i+1]) of (B, H, T, D) by position-dependent angles.
+    """Rotate pairs (x[2i], x[2i+1]) of (..., T, D) by position-dependent angles.
 
-    Because q and k are both rotated, q_t · k_s depends only on t - s: attention
-    sees relative positions. (That is also why left padding is harmless.)
+    Read each pair as one complex number x[2i] + i*x[2i+1]: rotating it by an
+    angle a is multiplying by cos(a) + i*sin(a), so the whole rotation is one
+    complex multiply (the same numbers as writing out x1*cos - x2*sin and
+    x1*sin + x2*cos, in fewer operations). Because q and k are both rotated,
+    q_t . k_s depends only on t - s: attention sees relative positions. (That is
+    also why left padding is harmless.)
     """
-    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, T, D/2) each
-    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, T, D/2, 2)
-    return out.flatten(-2).type_as(x)  # (B, H, T, D)
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (..., T, D/2) complex
+    rotated = pairs * torch.complex(cos, sin)  # (..., T, D/2)
+    return torch.view_as_real(rotated).flatten(-2).type_as(x)  # (..., T, D)
 
 
 class Attention(nn.Module):
@@ -225,7 +229,14 @@ class Gate(nn.Module):
 
 
 class MoE(nn.Module):
-    """DeepSeekMoE: shared experts for every token + top-K of E routed experts."""
+    """DeepSeekMoE: shared experts for every token + top-K of E routed experts.
+
+    `impl` picks how routed tokens reach their experts: "sorted" (`dispatch`:
+    only the chosen experts compute; the choice on a CPU), "dense"
+    (`dispatch_dense`: no host syncs; the choice on a GPU) or "auto".
+    """
+
+    impl = "auto"  # "auto" | "sorted" | "dense"; set on an instance or the class
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -247,25 +258,47 @@ class MoE(nn.Module):
 
         x (N, C), weights/indices (N, K) -> (N, C). The N*K (token, expert)
         pairs are sorted by expert, so each expert runs once on one contiguous
-        slice of its tokens; results are scattered back and weighted.
+        slice of its tokens; results are put back in (token, slot) order and
+        weighted. Only the chosen experts do any work.
         """
         N, K = indices.shape
         flat = indices.flatten()  # (N*K,)
         order = flat.argsort(stable=True)  # pairs grouped by expert
-        counts = torch.bincount(flat, minlength=self.n_routed_experts).tolist()
-        xs = x[order // K]  # (N*K, C): token of each pair, grouped by expert
+        counts = torch.bincount(flat, minlength=self.n_routed_experts).tolist()  # host sync: slice sizes
+        xs = x.index_select(0, order // K)  # (N*K, C): token of each pair, grouped by expert
         ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(counts))])
-        out = torch.empty_like(ys)
-        out[order] = ys  # back to (token, slot) order
-        out = rearrange(out, "(n k) c -> n k c", k=K)  # (N, K, C)
-        return torch.einsum("nkc,nk->nc", out, weights)  # (N, C)
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(order.numel(), device=order.device)  # inverse permutation
+        out = ys.index_select(0, unsort).view(N, K, -1)  # (N, K, C) back in (token, slot) order
+        return (out * weights[..., None]).sum(1)  # (N, C)
+
+    def dispatch_dense(self, x, weights, indices):
+        """The same result as `dispatch`, computed as one wide MLP whose hidden units are gated.
+
+        Stack the E experts side by side and they form one SwiGLU MLP with
+        E*I hidden units; a token "chooses" experts by switching on only their
+        blocks of units, scaled by its gate weights (unchosen blocks get 0, so
+        no output and no gradient). This costs E/K times the expert FLOPs but
+        has no data-dependent shapes, so nothing waits for the device to report
+        how many tokens each expert got. At this model's size a GPU is bound by
+        kernel launches and such waits, not by FLOPs: there this path is faster.
+        """
+        N, E = x.shape[0], self.n_routed_experts
+        w1 = torch.cat([e.w1.weight for e in self.experts])  # (E*I, C)
+        w3 = torch.cat([e.w3.weight for e in self.experts])  # (E*I, C)
+        w2 = torch.cat([e.w2.weight for e in self.experts], dim=1)  # (C, E*I)
+        h = F.silu(F.linear(x, w1)) * F.linear(x, w3)  # (N, E*I): every expert's hidden units
+        gates = torch.zeros(N, E, dtype=h.dtype, device=x.device).scatter(1, indices, weights.type_as(h))  # (N, E)
+        h = rearrange(rearrange(h, "n (e i) -> n e i", e=E) * gates[..., None], "n e i -> n (e i)")
+        return F.linear(h, w2)  # (N, C)
 
     def forward(self, x, token_mask=None):
         """x (B, T, C) -> (B, T, C); token_mask (B, T) marks real (non-pad) tokens for the statistics."""
         B, T, C = x.shape
         flat_x = x.reshape(B * T, C)  # (N, C)
         weights, indices, scores = self.gate(flat_x)
-        y = self.dispatch(flat_x, weights, indices).view(B, T, C)
+        dense = self.impl == "dense" or (self.impl == "auto" and x.device.type != "cpu")
+        y = (self.dispatch_dense if dense else self.dispatch)(flat_x, weights, indices).view(B, T, C)
         if self.shared_experts is not None:
             y = y + self.shared_experts(x)
 
@@ -400,7 +433,7 @@ class Transformer(nn.Module):
         return [layer.ffn for layer in self.layers if isinstance(layer.ffn, MoE)]
 
     def forward(self, idx, targets=None, *, loss_mask=None, key_mask=None, cache: KVCache | None = None,
-                return_attention: bool = False) -> ModelOutput:
+                return_attention: bool = False, check_ids: bool = True) -> ModelOutput:
         """idx (B, T) token ids -> ModelOutput with logits (B, T, V).
 
         targets (B, T): next-token ids; the loss is their cross-entropy, averaged
@@ -411,6 +444,10 @@ class Transformer(nn.Module):
         cache: a KVCache; idx then continues the cached sequence.
         return_attention: also return each layer's attention probabilities and
             q, k, v (the explicit, slower attention path).
+        check_ids: check that every id is in the vocabulary (a clear error
+            instead of a crash inside the embedding). The check waits for the
+            device, so the decoding loop, feeding back ids it sampled itself,
+            turns it off.
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
@@ -419,7 +456,7 @@ class Transformer(nn.Module):
         if start + T > self.config.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context length "
                              f"max_seq_len={self.config.max_seq_len}")
-        if T and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+        if check_ids and T and not bool(((idx >= 0) & (idx < self.config.vocab_size)).all()):  # one host sync
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), "
                              f"got min {int(idx.min())}, max {int(idx.max())}")
 

@@ -134,6 +134,19 @@ def test_generation_ends_when_every_row_stopped(tiny_model, tok):
     assert not out.truncated.any()
 
 
+def test_checking_stops_every_few_tokens_gives_the_same_result(tiny_model, tok, monkeypatch):
+    """On a GPU the loop asks "all stopped?" only every 8 tokens; the result is trimmed to the same."""
+    import minids.generate as G
+    ref = greedy(tiny_model, tok, PROMPTS, 12)
+    stops = (int(ref.ids[0, 1]), int(ref.ids[1, 2]), int(ref.ids[2, 0]))
+    expected = generate(tiny_model, tok, PROMPTS, 12, temperature=0, stop=stops)
+    monkeypatch.setitem(G.STOP_CHECK_EVERY, "cpu", 8)
+    out = generate(tiny_model, tok, PROMPTS, 12, temperature=0, stop=stops)
+    for field in ("ids", "mask", "logprobs", "truncated"):
+        assert torch.equal(getattr(out, field), getattr(expected, field)), field
+    assert out.texts == expected.texts
+
+
 def test_max_new_tokens_is_a_hard_limit(tiny_model, tok):
     """Without stops every row produces exactly max_new_tokens tokens and is marked truncated."""
     out = greedy(tiny_model, tok, PROMPTS, n=5)

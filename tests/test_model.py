@@ -327,3 +327,53 @@ def test_num_params(tiny_config):
     counts = model.num_params()
     assert counts["total"] == total == sum(p.numel() for p in model.parameters())
     assert counts["active"] == total - c.n_moe_layers * (c.n_routed_experts - c.n_activated_experts) * expert
+
+
+# ----------------------------------------------------------------------------- faster paths equal the readable ones
+
+def test_rope_is_the_pairwise_rotation():
+    """apply_rope (one complex multiply) equals the rotation written out pair by pair, and keeps norms."""
+    from minids.model import apply_rope, rope_tables
+    cos, sin = rope_tables(8, 16, 10000.0)
+    x = torch.randn(2, 3, 16, 8)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    expected = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    torch.testing.assert_close(apply_rope(x, cos, sin), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1))
+    q, k = torch.randn(8), torch.randn(8)  # q_t . k_s depends only on t - s
+    def score(t, s):
+        return apply_rope(q[None], cos[t:t + 1], sin[t:t + 1]) @ apply_rope(k[None], cos[s:s + 1], sin[s:s + 1]).T
+    torch.testing.assert_close(score(5, 2), score(12, 9))
+
+
+def test_dense_dispatch_equals_sorted_dispatch(tiny_config):
+    """MoE.impl="dense" (no host syncs, for GPUs) gives the sorted dispatch's outputs and gradients."""
+    torch.manual_seed(0)
+    c = with_(tiny_config, n_routed_experts=6, n_activated_experts=3, route_scale=1.7)
+    results = []
+    for impl in ("sorted", "dense"):
+        torch.manual_seed(0)
+        moe = MoE(c)
+        moe.impl = impl
+        torch.nn.init.normal_(moe.gate.weight, std=0.5)
+        x = torch.randn(3, 7, c.dim, requires_grad=True)
+        y = moe(x)
+        y.square().sum().backward()
+        results.append((y, x.grad, {n: p.grad for n, p in moe.named_parameters()}))
+    (y1, gx1, gp1), (y2, gx2, gp2) = results
+    torch.testing.assert_close(y2, y1, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(gx2, gx1, atol=1e-6, rtol=1e-5)
+    assert gp1.keys() == gp2.keys()
+    for name in gp1:
+        torch.testing.assert_close(gp2[name], gp1[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_whole_model_same_with_either_dispatch(tiny_model, tiny_config):
+    idx = random_idx(tiny_config, B=3, T=20)
+    outs = []
+    for impl in ("sorted", "dense", "auto"):
+        for m in tiny_model.moe_layers:
+            m.impl = impl
+        outs.append(tiny_model(idx).logits)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(outs[2], outs[0])  # auto is sorted on a CPU
