@@ -7,6 +7,8 @@ token ids (already encoded) and random-weight models of the matched configs; mea
 interleaved in one process:
 
   minids cached     `minids.generate.generate(..., stop=())`: the KV-cached loop GRPO uses
+                    (on a GPU its decoding step replays a recorded CUDA graph; a second case,
+                    "no CUDA graph", launches it op by op)
   minids no cache   the same with `use_cache=False` (re-reads the whole sequence every step)
   HF generate()     transformers' `DeepseekV3ForCausalLM.generate(do_sample=True, top_k=0,
                     top_p=1.0, temperature=1.0, max_new_tokens=64, min_new_tokens=64,
@@ -58,16 +60,19 @@ def main(argv=None):
     counter = iter(range(1 << 62))
     cases, info = {}, {}
 
-    def minids_case(use_cache):
+    def minids_case(use_cache, cuda_graph=True):
         def run():
             with C.autocast(device, args.bf16):
                 out = generate(model, tok, prompts, L, temperature=1.0, stop=(), seed=next(counter),
-                               use_cache=use_cache)
+                               use_cache=use_cache, cuda_graph=cuda_graph)
             assert out.ids.shape == (n_rows, L), out.ids.shape
         return run
 
     cases["minids cached"] = minids_case(True)
     info["minids cached"] = model.num_params()
+    if device.type == "cuda":
+        cases["minids cached, no CUDA graph"] = minids_case(True, cuda_graph=False)
+        info["minids cached, no CUDA graph"] = model.num_params()
     if not args.no_uncached:
         cases["minids no cache"] = minids_case(False)
         info["minids no cache"] = model.num_params()

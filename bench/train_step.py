@@ -22,6 +22,10 @@ No padding masks on any side (pure causal LM batches); `--masks` instead gives e
 all-true padding mask (minids: key_mask and loss_mask, as `pretrain` passes them; transformers:
 attention_mask), which is what the real pretraining loop pays for.
 
+On a GPU, "minids MoE" and "minids dense" replay each step as a recorded CUDA graph, as
+`pretrain` does there (`TrainConfig.cuda_graph`, `minids.graphs.GraphedTrainStep`, fed CPU
+batches as pretrain feeds it); "minids MoE, no CUDA graph" is the same step launched op by op.
+
     python bench/train_step.py                    # CPU, 2 threads
     python bench/train_step.py --device cuda --bf16
 """
@@ -33,8 +37,11 @@ import _common as C  # noqa: I001  (puts the repo root on sys.path)
 import torch
 import torch.nn.functional as F
 
+from functools import partial
+
+from minids.graphs import GraphedTrainStep, prepare_optimizer
 from minids.model import Transformer
-from minids.train import make_optimizer
+from minids.train import make_optimizer, train_step
 
 
 def main(argv=None):
@@ -59,23 +66,22 @@ def main(argv=None):
 
     models, steps, info = {}, {}, {}
 
-    def minids_step(model, opt):
+    def minids_step(model, opt, graph=False):
         it = iter(range(1 << 62))
+        fn = partial(train_step, model, opt, grad_clip=1.0, bf16=args.bf16)
+        if graph:  # as pretrain does on a GPU: CPU batches copied into a recorded step
+            prepare_optimizer(opt)
+            fn = GraphedTrainStep(model, opt, partial(fn, check_ids=False), pad_id=0)
 
         def step():
             b = batches[next(it) % len(batches)]
             idx, tgt = b[:, :-1], b[:, 1:]
-            kw = {}
-            if args.masks:
-                ones = torch.ones_like(idx, dtype=torch.bool)
-                kw = {"loss_mask": ones, "key_mask": ones}
-            with C.autocast(device, args.bf16):
-                out = model(idx, tgt, **kw)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            model.update_balance_bias()
+            ones = torch.ones_like(idx, dtype=torch.bool)
+            mask = ones if args.masks or graph else None  # a graph always takes masks
+            if graph:
+                fn(idx.cpu(), tgt.cpu(), mask.cpu(), mask.cpu())
+            else:
+                fn(idx, tgt, mask, mask)
         return step
 
     def hf_step(model, opt):
@@ -94,17 +100,18 @@ def main(argv=None):
             opt.step()
         return step
 
-    torch.manual_seed(args.seed)
-    m = Transformer(mc).to(device).train()
-    models["minids MoE"] = m
-    steps["minids MoE"] = minids_step(m, make_optimizer(m, 1e-3, 0.1))
-    info["minids MoE"] = m.num_params()
+    graph = device.type == "cuda"  # what pretrain does there (TrainConfig.cuda_graph)
+    variants = [("minids MoE", mc, graph)]
+    if graph:
+        variants.append(("minids MoE, no CUDA graph", mc, False))
     if not args.no_dense:
-        dc = C.dense_same_active_config(mc)
-        d = Transformer(dc).to(device).train()
-        models["minids dense"] = d
-        steps["minids dense"] = minids_step(d, make_optimizer(d, 1e-3, 0.1))
-        info["minids dense"] = {**d.num_params(), "inter_dim": dc.inter_dim}
+        variants.append(("minids dense", C.dense_same_active_config(mc), graph))
+    for name, config, g in variants:
+        torch.manual_seed(args.seed)
+        m = Transformer(config).to(device).train()
+        models[name] = m
+        steps[name] = minids_step(m, make_optimizer(m, 1e-3, 0.1), graph=g)
+        info[name] = {**m.num_params(), "inter_dim": config.inter_dim, "cuda_graph": g}
     for impl in [s.strip() for s in args.hf_experts.split(",") if s.strip()]:
         name = f"HF DeepseekV3 ({impl})"
         h = C.build_hf(mc, device, impl).train()

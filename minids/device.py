@@ -30,7 +30,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on a GPU (faster matmuls, fp32 weights kept); a no-op on the CPU."""
+    """bf16 autocast on a GPU (faster matmuls, fp32 weights kept); a no-op on the CPU.
+
+    Its cache of bf16 weight copies is off: CUDA graphs (minids.graphs) cannot record it.
+    """
     if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()

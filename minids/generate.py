@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .graphs import decoder_for
 from .model import KVCache, Transformer
 from .tokenizer import Tokenizer
 
@@ -104,7 +105,7 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
 def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | Sequence[int]],
              max_new_tokens: int = 64, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, stop: Sequence[str | int] = ("</answer>", "<|eos|>"),
-             seed: int | None = None, use_cache: bool = True) -> GenerationResult:
+             seed: int | None = None, use_cache: bool = True, cuda_graph: bool = True) -> GenerationResult:
     """Continue each prompt (a string, or a list of token ids) by up to max_new_tokens tokens.
 
     temperature 0 is greedy decoding. A row stops after emitting any stop token.
@@ -112,6 +113,8 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
     top-p filtering (for greedy, under the model's own distribution): the
     numbers GRPO needs as "old" log-probabilities.
     seed: a private random generator, so the same seed gives the same samples.
+    cuda_graph: on a GPU, replay the decoding step as a recorded CUDA graph
+        (minids.graphs; much faster at this size). Ignored on a CPU.
     """
     _check_options(temperature, top_k, top_p, max_new_tokens)
     if isinstance(prompts, str):
@@ -135,7 +138,12 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
     prompt_ids, prompt_mask = left_pad(encoded, tokenizer.pad_id, device)
     B = len(encoded)
 
-    cache = KVCache(model.config, B, prompt_ids.shape[1] + max_new_tokens, device=device) if use_cache else None
+    decoder = decoder_for(model, B) if use_cache and cuda_graph and device.type == "cuda" else None
+    if decoder is not None:
+        cache = decoder.cache
+        cache.reset()
+    else:
+        cache = KVCache(model.config, B, prompt_ids.shape[1] + max_new_tokens, device=device) if use_cache else None
     seq = prompt_ids
     key_mask = prompt_mask
     out_ids, out_logp, alive_steps = [], [], []
@@ -158,7 +166,9 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
         alive = alive & ~torch.isin(nxt, stop_ids)
         if len(out_ids) == max_new_tokens or (len(out_ids) % check_every == 0 and not alive.any()):
             break
-        if cache is not None:
+        if decoder is not None:
+            logits = decoder(nxt)
+        elif cache is not None:
             logits = model(nxt[:, None], cache=cache, check_ids=False).logits[:, -1]
         else:
             seq = torch.cat([seq, nxt[:, None]], 1)

@@ -359,10 +359,15 @@ class Block(nn.Module):
 # ----------------------------------------------------------------------------- the model
 
 class KVCache:
-    """Preallocated keys and values for incremental decoding: (L, B, H, S_max, D) each."""
+    """Preallocated keys and values for incremental decoding: (L, B, H, S_max, D) each.
+
+    static=True keeps every shape fixed for CUDA graphs (minids.graphs): the
+    write position lives in a device tensor, and attention always reads all
+    S_max slots, the causal mask hiding those not yet written.
+    """
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int | None = None,
-                 device=None, dtype=torch.float32):
+                 device=None, dtype=torch.float32, static: bool = False):
         self.max_len = max_len or config.max_seq_len
         if self.max_len > config.max_seq_len:
             raise ValueError(f"KV cache length {self.max_len} exceeds max_seq_len={config.max_seq_len}")
@@ -370,21 +375,42 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.key_mask = torch.ones(batch_size, self.max_len, dtype=torch.bool, device=device)
+        self.static = static
+        self.position = torch.zeros((), dtype=torch.long, device=device)  # static: pos, on the device
         self.pos = 0  # tokens already stored
         self._step = 0  # tokens the forward pass in progress adds
+
+    def positions(self, T: int) -> torch.Tensor:
+        """(T,) positions of the T tokens being added."""
+        if self.static:
+            return self.position + torch.arange(T, device=self.position.device)
+        return torch.arange(self.pos, self.pos + T, device=self.key_mask.device)
 
     def update(self, layer: int, k, v):
         """Store k, v (B, H, T, D) at the current position; return all keys/values so far (B, H, S, D)."""
         T = k.shape[2]
+        self._step = T
+        if self.static:  # write by a device-side index; hand back all slots
+            where = self.positions(T)
+            self.k[layer].index_copy_(2, where, k.to(self.k.dtype))
+            self.v[layer].index_copy_(2, where, v.to(self.v.dtype))
+            return self.k[layer], self.v[layer]
         self.k[layer, :, :, self.pos:self.pos + T] = k
         self.v[layer, :, :, self.pos:self.pos + T] = v
-        self._step = T
         end = self.pos + T
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def advance(self):
         self.pos += self._step
+        if self.static:
+            self.position += self._step
         self._step = 0
+
+    def reset(self):
+        """Empty the cache (keeps its memory): every slot a real key again, position 0."""
+        self.key_mask.fill_(True)
+        self.position.zero_()
+        self.pos = self._step = 0
 
 
 @dataclass
@@ -461,7 +487,11 @@ class Transformer(nn.Module):
                              f"got min {int(idx.min())}, max {int(idx.max())}")
 
         mask, token_mask = self._attention_mask(B, T, start, key_mask, cache, idx.device)
-        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, D/2)
+        if cache is not None and cache.static:
+            where = cache.positions(T)  # (T,) on the device: no host sync, graph-safe
+            cos, sin = self.rope_cos[where], self.rope_sin[where]  # (T, D/2)
+        else:
+            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, D/2)
         x = self.embed(idx)  # (B, T, C)
         attentions, qkv = [], []
         for layer in self.layers:
@@ -488,20 +518,24 @@ class Transformer(nn.Module):
         return out
 
     def _attention_mask(self, B, T, start, key_mask, cache, device):
-        """(B, 1, T, S) bool: causal, and no attending to padding keys (each token may see itself)."""
-        S = start + T
-        q_pos = torch.arange(start, S, device=device)[:, None]  # (T, 1)
-        k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
-        causal = k_pos <= q_pos  # (T, S)
+        """(B, 1, T, S) bool: causal, and no attending to padding keys (each token may see itself).
+
+        Also returns the (B, T) real-token mask of the new tokens (None: all real).
+        """
+        static = cache is not None and cache.static
+        S = cache.max_len if static else start + T  # a static cache always shows all its slots
+        q_pos = cache.positions(T) if cache is not None else torch.arange(T, device=device)  # (T,)
+        k_pos = torch.arange(S, device=device)  # (S,)
+        causal = k_pos[None, :] <= q_pos[:, None]  # (T, S)
         if key_mask is None and cache is None:
             return causal[None, None].expand(B, 1, T, S), None
         keys = cache.key_mask if cache is not None else torch.ones(B, S, dtype=torch.bool, device=device)
         if key_mask is not None:
             if key_mask.shape != (B, T):
                 raise ValueError(f"key_mask must have shape {(B, T)}, got {tuple(key_mask.shape)}")
-            keys[:, start:S] = key_mask.bool()
-        visible = keys[:, None, None, :S] | (k_pos == q_pos)[None, None]  # (B, 1, T, S)
-        return causal[None, None] & visible, keys[:, start:S]
+            keys.index_copy_(1, q_pos, key_mask.bool())  # remember which new keys are padding
+        visible = keys[:, None, None, :S] | (k_pos[None, :] == q_pos[:, None])[None, None]  # (B, 1, T, S)
+        return causal[None, None] & visible, keys.index_select(1, q_pos)
 
     # --------------------------------------------------------------- balance and bookkeeping
 

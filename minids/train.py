@@ -24,7 +24,8 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +34,8 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import autocast, resolve_device
 from .evaluate import answer_accuracy, working_accuracy
-from .model import Transformer
+from .graphs import GraphedTrainStep, prepare_optimizer, set_lr
+from .model import ModelOutput, Transformer
 from .tasks import TaskConfig, eval_problems, sample_document
 from .tokenizer import Tokenizer
 
@@ -54,6 +56,7 @@ class TrainConfig:
     seed: int = 0  # model init and data stream
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    cuda_graph: bool = True  # on CUDA, replay each step as a recorded CUDA graph (minids.graphs)
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -130,9 +133,8 @@ def defer_interrupt():
         raise KeyboardInterrupt
 
 
-def load_stats(model: Transformer) -> dict:
-    """Per MoE layer: the fraction of routed slots each expert got in the last pass, and its bias."""
-    traces = model.routing_trace()
+def load_stats(traces: list) -> dict:
+    """Per MoE layer (RouteTraces of one pass): the fraction of routed slots each expert got, and its bias."""
     if not traces:
         return {"load": [], "bias": []}
     load = torch.stack([t.load.float() for t in traces])  # (L, E)
@@ -140,6 +142,24 @@ def load_stats(model: Transformer) -> dict:
     bias = torch.stack([t.bias.float() for t in traces])  # (L, E)
     load, bias = torch.stack([load, bias]).tolist()  # one transfer from the device, not 2 per layer
     return {"load": load, "bias": bias}
+
+
+def train_step(model: Transformer, opt, idx, targets, loss_mask, key_mask, *, grad_clip: float,
+               bf16: bool = True, check_ids: bool = True):
+    """One optimiser step on one batch: forward, backward, clip, AdamW, balance bias.
+
+    Returns the ModelOutput detached (its numbers only: holding on to the
+    autograd graph would keep this step's activations alive).
+    """
+    with autocast(model.device, bf16):
+        out = model(idx, targets, loss_mask=loss_mask, key_mask=key_mask, check_ids=check_ids)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    model.update_balance_bias()
+    return ModelOutput(**{f.name: (v.detach() if torch.is_tensor(v) else v)
+                          for f in fields(out) for v in [getattr(out, f.name)]})
 
 
 @dataclass
@@ -186,6 +206,14 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
             save_checkpoint(checkpoint, model, tokenizer,
                             {**meta, "step": step, "history": history, "optimizer": opt.state_dict()})
 
+    step_fn = partial(train_step, model, opt, grad_clip=config.grad_clip, bf16=config.bf16)
+    graphed = None
+    if config.cuda_graph and device.type == "cuda":
+        if tokenizer.vocab_size > model.config.vocab_size:  # a graph cannot stop to check the ids
+            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                             f"{model.config.vocab_size}")
+        prepare_optimizer(opt)
+        graphed = GraphedTrainStep(model, opt, partial(step_fn, check_ids=False), tokenizer.pad_id)
     problems = eval_problems(config.eval_size) if config.eval_every else []
     bar = tqdm(total=config.steps, initial=start, desc="pretrain", dynamic_ncols=True, **({} if progress else {"disable": True}))
     step = start
@@ -196,22 +224,19 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
             rng = random.Random(config.seed * 1_000_003 + step)
             docs = [sample_document(rng, task) for _ in range(config.batch_size)]
             idx, targets, mask = make_batch(tokenizer, docs, config.mask_question)
-            n_tokens = int((idx != tokenizer.pad_id).sum())
-            idx, targets, mask = (t.to(device, non_blocking=True) for t in (idx, targets, mask))
+            key_mask = idx != tokenizer.pad_id
+            n_tokens = int(key_mask.sum())
             lr = lr_at(step, config)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with autocast(device, config.bf16):
-                out = model(idx, targets, loss_mask=mask, key_mask=idx != tokenizer.pad_id)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(model)}
-            if out.aux_loss is not None:
-                record["aux_loss"] = out.aux_loss.item()
             with defer_interrupt():  # the step and its record land together, or not at all
-                opt.step()
-                model.update_balance_bias()
+                set_lr(opt, lr)
+                if graphed is not None:
+                    out, traces = graphed(idx, targets, mask, key_mask)
+                else:
+                    out = step_fn(*(t.to(device) for t in (idx, targets, mask, key_mask)))
+                    traces = model.routing_trace()
+                record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(traces)}
+                if out.aux_loss is not None:
+                    record["aux_loss"] = out.aux_loss.item()
                 history.append(record)
             record["tokens_per_s"] = n_tokens / (time.perf_counter() - t0)
             if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):

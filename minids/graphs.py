@@ -1,0 +1,173 @@
+"""CUDA graphs: record a step's kernels once, then replay them with one call.
+
+At this model's size a GPU finishes most kernels in a few microseconds, while
+Python needs tens of microseconds to launch each one: a training step is about
+550 launches, a decoding step about 240, and the GPU sits idle most of the time
+(`python bench/profile_ops.py train --device cuda`). A CUDA graph records the
+kernels of one step and replays all of them with a single call.
+
+The price of a replay is that it does exactly what was recorded:
+
+  * shapes never change: training batches are padded to a multiple of 16
+    tokens (one graph per padded length), decoding uses a `KVCache(static=True)`
+    whose write position lives on the device;
+  * nothing may wait for the host: no `.item()`, no data-dependent shapes (the
+    MoE layer uses `MoE.dispatch_dense` on a GPU), the learning rate is a tensor;
+  * inputs are copied into the same tensors every time, and outputs come back
+    in the same tensors, overwritten by the next replay.
+
+Both classes run their step eagerly a couple of times first (CUDA libraries
+allocate workspaces on first use, which a recording cannot do), then put back
+everything those warm-up runs changed, so a graphed run computes what the eager
+run computes (tests/test_graphs.py compares them on a GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Callable
+
+import torch
+
+from .model import KVCache, Transformer
+
+
+def _warm_up(fn: Callable[[], object], runs: int = 2):
+    """Run fn a few times on a side stream, as CUDA graph capture requires."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(runs):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+
+
+class GraphedTrainStep:
+    """A whole optimiser step (forward, backward, clipping, AdamW, balance bias) as CUDA graphs.
+
+    step_fn(idx, targets, loss_mask, key_mask) must do the step and return the
+    ModelOutput; the optimiser must be fused AdamW (see `prepare_optimizer`).
+    Calling the object with a CPU batch pads it to a multiple of `bucket`
+    tokens, copies it in and replays that length's graph (recording it first
+    the first time). Right padding changes nothing: causal attention never
+    looks right, padding has no loss and is left out of the expert statistics.
+    """
+
+    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, step_fn: Callable, pad_id: int,
+                 bucket: int = 16):
+        self.model, self.opt, self.step_fn, self.pad_id, self.bucket = model, opt, step_fn, pad_id, bucket
+        self.graphs: dict[int, tuple] = {}  # padded length -> (graph, static inputs, output, routing traces)
+        self.pool = None  # memory pool shared by all the graphs
+
+    def __call__(self, idx, targets, loss_mask, key_mask):
+        """(B, T) CPU tensors -> (ModelOutput, routing traces), both in the graph's own tensors."""
+        T = idx.shape[1]
+        padded = min(math.ceil(T / self.bucket) * self.bucket, self.model.config.max_seq_len)
+        batch = [self._pad(t, padded, fill) for t, fill in
+                 ((idx, self.pad_id), (targets, self.pad_id), (loss_mask, False), (key_mask, False))]
+        if padded not in self.graphs:
+            self.graphs[padded] = self._record([t.to(self.model.device) for t in batch])
+        graph, inputs, out, traces = self.graphs[padded]
+        for static, new in zip(inputs, batch):
+            static.copy_(new, non_blocking=True)
+        graph.replay()
+        return out, traces
+
+    @staticmethod
+    def _pad(t, length, fill):
+        extra = length - t.shape[1]
+        return torch.cat([t, t.new_full((t.shape[0], extra), fill)], 1) if extra else t
+
+    def _record(self, inputs):
+        state = self._state()
+        saved = [t.detach().clone() for t in state]  # detached: no autograd node may outlive a step
+        _warm_up(lambda: self.step_fn(*inputs))
+        with torch.no_grad():  # undo the warm-up's updates; optimiser state it created starts at zero
+            for t, s in zip(state, saved):
+                t.copy_(s)
+            known = {id(t) for t in state}
+            for t in self._state():
+                if id(t) not in known:
+                    t.zero_()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.step_fn(*inputs)
+        self.pool = graph.pool()
+        return graph, inputs, out, self.model.routing_trace()
+
+    def _state(self) -> list[torch.Tensor]:
+        """Every tensor a step changes: parameters, buffers (the balance bias), optimiser state."""
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        for s in self.opt.state.values():
+            tensors += [v for v in s.values() if torch.is_tensor(v)]
+        return tensors
+
+
+def prepare_optimizer(opt: torch.optim.Optimizer):
+    """Make a fused AdamW replayable: the learning rate becomes a device tensor, updated in place."""
+    for group in opt.param_groups:
+        device = group["params"][0].device
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        group["capturable"] = True
+    return opt
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float):
+    """Set every group's learning rate (in place when it is a tensor a graph reads)."""
+    for group in opt.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+class GraphedDecoder:
+    """One decoding step (a token per row in, next-token logits out) as a CUDA graph.
+
+    Works on its own `KVCache(static=True)` of the model's full context length.
+    Made once per (model, batch size, autocast state) and kept (`decoder_for`),
+    so a GRPO run records it once, not at every step.
+    """
+
+    def __init__(self, model: Transformer, batch_size: int):
+        self._model = weakref.ref(model)  # the model owns nothing of ours: it can be freed
+        device = model.device
+        self.cache = KVCache(model.config, batch_size, device=device, static=True)
+        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+        self.graph = None
+        self.logits = None
+
+    def _step(self):
+        return self._model()(self.token, cache=self.cache, check_ids=False).logits[:, -1]
+
+    def __call__(self, token: torch.Tensor) -> torch.Tensor:
+        """token (B,) -> logits (B, V) for the next position; the cache advances by one."""
+        pos = self.cache.pos
+        self.token.copy_(token[:, None])
+        if self.graph is None:
+            position = self.cache.position.clone()
+            _warm_up(self._step)  # writes slots the real steps overwrite before anyone reads them
+            self.cache.position.copy_(position)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._step()
+        self.graph.replay()
+        self.cache.pos = pos + 1
+        return self.logits
+
+
+_decoders: "weakref.WeakKeyDictionary[Transformer, dict]" = weakref.WeakKeyDictionary()
+
+
+def decoder_for(model: Transformer, batch_size: int) -> GraphedDecoder:
+    """The model's recorded decoder for this batch size and autocast state (made on first use).
+
+    The key includes where the weights live, so a model whose parameters were
+    replaced (moved, cast) gets a fresh recording instead of a stale one.
+    """
+    key = (batch_size, torch.is_autocast_enabled("cuda"), model.training, model.embed.weight.data_ptr())
+    per_model = _decoders.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = GraphedDecoder(model, batch_size)
+    return per_model[key]
