@@ -63,6 +63,20 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
+def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, V) probabilities -> (B,) token ids: one draw per row, by inverse CDF.
+
+    Lay each row's V probabilities end to end along [0, 1) and throw one
+    uniform dart: the token whose stretch it lands in is the sample, so a
+    token is drawn exactly as often as its probability says. One random
+    number per row (torch.multinomial spends one per vocabulary entry), and
+    tokens with probability 0 (cut by top-k / top-p) have no stretch to land in.
+    """
+    cdf = probs.float().cumsum(-1)  # (B, V)
+    dart = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]  # (B, 1)
+    return torch.searchsorted(cdf, dart, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)  # (B,)
+
+
 def _check_options(temperature, top_k, top_p, max_new_tokens):
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -158,7 +172,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
         else:
             logp_all = (logits / temperature).log_softmax(-1)
             probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
-            nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)  # (B,)
+            nxt = sample(probs, gen)  # (B,)
         nxt = torch.where(alive, nxt, tokenizer.pad_id)
         out_ids.append(nxt)
         out_logp.append(logp_all.gather(1, nxt[:, None]).squeeze(1) * alive)

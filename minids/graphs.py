@@ -24,6 +24,7 @@ run computes (tests/test_graphs.py compares them on a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from typing import Callable
@@ -37,10 +38,27 @@ def _warm_up(fn: Callable[[], object], runs: int = 2):
     """Run fn a few times on a side stream, as CUDA graph capture requires."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
+    with torch.cuda.stream(side), _uncached_autocast():
         for _ in range(runs):
             fn()
     torch.cuda.current_stream().wait_stream(side)
+
+
+def _uncached_autocast():
+    """Keep autocast as it is, but without its cache of low-precision weight copies.
+
+    The cache is emptied when the outermost autocast block ends, so a graph that
+    recorded reads from it would replay reads of freed memory.
+    """
+    if torch.is_autocast_enabled("cuda"):
+        return torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+def _record(graph: "torch.cuda.CUDAGraph", fn: Callable[[], object], pool=None):
+    """Record fn's kernels into graph; returns fn's result (tensors the replays overwrite)."""
+    with torch.cuda.graph(graph, pool=pool), _uncached_autocast():
+        return fn()
 
 
 class GraphedTrainStep:
@@ -91,8 +109,7 @@ class GraphedTrainStep:
                 if id(t) not in known:
                     t.zero_()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            out = self.step_fn(*inputs)
+        out = _record(graph, lambda: self.step_fn(*inputs), self.pool)
         self.pool = graph.pool()
         return graph, inputs, out, self.model.routing_trace()
 
@@ -150,8 +167,7 @@ class GraphedDecoder:
             _warm_up(self._step)  # writes slots the real steps overwrite before anyone reads them
             self.cache.position.copy_(position)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.logits = self._step()
+            self.logits = _record(self.graph, self._step)
         self.graph.replay()
         self.cache.pos = pos + 1
         return self.logits
@@ -166,7 +182,8 @@ def decoder_for(model: Transformer, batch_size: int) -> GraphedDecoder:
     The key includes where the weights live, so a model whose parameters were
     replaced (moved, cast) gets a fresh recording instead of a stale one.
     """
-    key = (batch_size, torch.is_autocast_enabled("cuda"), model.training, model.embed.weight.data_ptr())
+    precision = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+    key = (batch_size, precision, model.training, model.embed.weight.data_ptr())
     per_model = _decoders.setdefault(model, {})
     if key not in per_model:
         per_model[key] = GraphedDecoder(model, batch_size)

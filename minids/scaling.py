@@ -41,7 +41,7 @@ from typing import Sequence
 import torch
 
 from .evaluate import rollout_stats
-from .generate import generate, left_pad
+from .generate import generate, left_pad, sample
 from .model import KVCache, Transformer
 from .rewards import ANSWER_CLOSE, ANSWER_OPEN, SPECIALS, TAGS, THINK_CLOSE, THINK_OPEN, parse_completion, parse_number
 from .tasks import Problem
@@ -176,7 +176,7 @@ def force_think(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str]
         if temperature == 0:
             nxt = logits.argmax(-1)  # (B,)
         else:
-            nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen).squeeze(1)
+            nxt = sample((logits / temperature).softmax(-1), gen)
         still_open = still_open & ~torch.isin(nxt, ends)
         written.append(nxt)
         kept.append(still_open)

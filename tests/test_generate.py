@@ -198,3 +198,16 @@ def test_bad_prompts(tiny_model, tok):
         generate(tiny_model, tok, [], 4)
     with pytest.raises(ValueError, match="at least one token"):
         generate(tiny_model, tok, ["<|bos|>", ""], 4)
+
+
+def test_sample_draws_each_token_as_often_as_its_probability():
+    """Inverse-CDF sampling: frequencies match the probabilities; zero-probability tokens never come up."""
+    from minids.generate import sample
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample(row.expand(1000, -1), g) for row in probs])  # (2, 1000)
+    freq = torch.stack([torch.bincount(d, minlength=5).float() / d.numel() for d in draws])
+    assert freq[0].tolist() == pytest.approx([0.5, 0.0, 0.3, 0.2, 0.0], abs=0.05)  # ~4 standard errors
+    assert freq[1].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]
+    a = sample(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(a, sample(probs, torch.Generator().manual_seed(7)))

@@ -105,3 +105,20 @@ def test_graphed_pretraining_resumes(tiny_config, tok, tmp_path):
     assert run(tmp_path / "b.pt", ctrl_c_at_6).interrupted
     resumed = run(tmp_path / "b.pt")
     assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in straight.history], abs=2e-3)
+
+
+@cuda
+def test_graphed_generation_inside_a_users_autocast(tiny_config, tok):
+    """A caller's own autocast block (with its weight-cast cache) must not leak into the recording."""
+    torch.manual_seed(0)
+    model = Transformer(tiny_config).cuda().eval()
+    outs = []
+    for graph in (True, False):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            outs.append(generate(model, tok, PROMPTS, 16, temperature=0, stop=(), cuda_graph=graph))
+    torch.cuda.empty_cache()  # free the cache's copies; a stale recording would now read garbage
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        again = generate(model, tok, PROMPTS, 16, temperature=0, stop=())
+    assert torch.isfinite(again.logprobs).all()
+    assert torch.equal(again.ids, outs[0].ids)
+    assert (outs[0].ids == outs[1].ids).float().mean() > 0.9  # bf16 rounding may split a near-tie
