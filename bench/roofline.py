@@ -47,12 +47,14 @@ from __future__ import annotations
 import _common as C  # noqa: I001  (puts the repo root on sys.path)
 
 import sys
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
+from minids.graphs import GraphedTrainStep, prepare_optimizer
 from minids.model import Transformer
-from minids.train import make_optimizer
+from minids.train import make_optimizer, train_step
 
 
 def gemm_list(mc, B, T):
@@ -124,20 +126,23 @@ def main(argv=None):
     cases["peak"] = lambda: pa @ pb
     peak_flops = 2 * S ** 3
 
-    # the real step, as in bench/train_step.py
+    # the real step, as in bench/train_step.py (on CUDA replayed from a CUDA graph, as pretrain runs it)
     torch.manual_seed(args.seed)
     model = Transformer(mc).to(device).train()
     opt = make_optimizer(model, 1e-3, 0.1)
     batch = torch.randint(0, mc.vocab_size, (B, T + 1), device=device)
+    eager_step = partial(train_step, model, opt, grad_clip=1.0, bf16=args.bf16)
+    if device.type == "cuda":
+        prepare_optimizer(opt)
+        graphed = GraphedTrainStep(model, opt, partial(eager_step, check_ids=False), pad_id=0)
+        cpu_batch = batch.cpu()
+        ones = torch.ones(B, T, dtype=torch.bool)
 
     def step():
-        with C.autocast(device, args.bf16):
-            out = model(batch[:, :-1], batch[:, 1:])
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        model.update_balance_bias()
+        if device.type == "cuda":
+            graphed(cpu_batch[:, :-1], cpu_batch[:, 1:], ones, ones)
+        else:
+            eager_step(batch[:, :-1], batch[:, 1:], None, None)
 
     for fn in cases.values():
         fn()
