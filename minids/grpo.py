@@ -42,7 +42,7 @@ from .model import Transformer
 from .rewards import RewardConfig, count_self_corrections, parse_completion, score_batch
 from .tasks import TaskConfig, eval_problems, sample_problem
 from .tokenizer import Tokenizer
-from .train import defer_interrupt, make_optimizer
+from .train import defer_interrupt, end_of_step, make_optimizer, say_interrupted
 
 LOSS_TYPES = ("grpo", "dr_grpo")
 SCALE_REWARDS = ("group", "none")
@@ -222,16 +222,12 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
                 model.train()
             with defer_interrupt():
                 history.append(record)
-            bar.update(1)
-            bar.set_postfix(acc=f"{record['accuracy']:.2f}", think=f"{record['think_length']:.1f}")
-            if callback is not None:
-                callback(record)
-            if checkpoint is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-                save(step + 1)
+            end_of_step(record, step + 1, bar=bar, callback=callback, save=save,
+                        checkpoint_every=config.checkpoint_every,
+                        postfix={"acc": f"{record['accuracy']:.2f}", "think": f"{record['think_length']:.1f}"})
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\ninterrupted after step {len(history)}" +
-              (f"; saved to {checkpoint}, run again to resume" if checkpoint is not None else ""))
+        say_interrupted(len(history), checkpoint)
     finally:
         bar.close()
     save(history[-1]["step"] if history else start)

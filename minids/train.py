@@ -133,6 +133,22 @@ def defer_interrupt():
         raise KeyboardInterrupt
 
 
+def end_of_step(record: dict, step: int, *, bar, postfix: dict, callback, save, checkpoint_every: int):
+    """What every training loop does after step `step` (1-based) has landed in the history:
+    update the progress bar, hand the record to the callback, checkpoint every `checkpoint_every` steps."""
+    bar.update(1)
+    bar.set_postfix(**postfix)
+    if callback is not None:
+        callback(record)
+    if checkpoint_every and step % checkpoint_every == 0:
+        save(step)
+
+
+def say_interrupted(step: int, checkpoint) -> None:
+    print(f"\ninterrupted after step {step}" + (f"; saved to {checkpoint}, run again to resume"
+                                                 if checkpoint is not None else ""))
+
+
 def load_stats(traces: list) -> dict:
     """Per MoE layer (RouteTraces of one pass): the fraction of routed slots each expert got, and its bias."""
     if not traces:
@@ -243,18 +259,14 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
                 record["eval/working_accuracy"] = working_accuracy(model, tokenizer, problems)
                 record["eval/acc_no_working"] = answer_accuracy(model, tokenizer, problems, k=0)
                 model.train()
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-            if callback is not None:
-                callback(record)
-            if checkpoint is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-                save(step + 1)
+            end_of_step(record, step + 1, bar=bar, callback=callback, save=save,
+                        checkpoint_every=config.checkpoint_every,
+                        postfix={"loss": f"{record['loss']:.3f}", "tok_s": f"{record['tokens_per_s']:.0f}"})
         step = config.steps
     except KeyboardInterrupt:
         interrupted = True
         step = history[-1]["step"] if history else start
-        print(f"\ninterrupted at step {step}" + (f"; saved to {checkpoint}, run again to resume"
-                                                 if checkpoint is not None else ""))
+        say_interrupted(step, checkpoint)
     finally:
         bar.close()
     save(step)
