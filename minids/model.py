@@ -297,6 +297,8 @@ class MoE(nn.Module):
         B, T, C = x.shape
         flat_x = x.reshape(B * T, C)  # (N, C)
         weights, indices, scores = self.gate(flat_x)
+        if self.impl not in ("auto", "sorted", "dense"):
+            raise ValueError(f"MoE.impl must be 'auto', 'sorted' or 'dense', got {self.impl!r}")
         dense = self.impl == "dense" or (self.impl == "auto" and x.device.type != "cpu")
         y = (self.dispatch_dense if dense else self.dispatch)(flat_x, weights, indices).view(B, T, C)
         if self.shared_experts is not None:

@@ -377,3 +377,6 @@ def test_whole_model_same_with_either_dispatch(tiny_model, tiny_config):
         outs.append(tiny_model(idx).logits)
     torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
     assert torch.equal(outs[2], outs[0])  # auto is sorted on a CPU
+    tiny_model.moe_layers[0].impl = "fast"
+    with pytest.raises(ValueError, match="MoE.impl"):
+        tiny_model(idx)
