@@ -108,13 +108,14 @@ def make_optimizer(model: Transformer, lr: float, weight_decay: float) -> torch.
     """AdamW with weight decay on matrices only (not on norms' gains).
 
     On a GPU the update runs as one fused kernel over all parameters (fewer
-    launches); on a CPU it keeps PyTorch's default implementation.
+    launches); on a CPU as one batched ("foreach") operation per step of the
+    update, the same numbers as updating tensor by tensor, in less time.
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    fused = {"fused": True} if model.device.type == "cuda" else {}
+    impl = {"fused": True} if model.device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), **fused)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), **impl)
 
 
 @contextlib.contextmanager
