@@ -233,15 +233,19 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
         graphed = GraphedTrainStep(model, opt, partial(step_fn, check_ids=False), tokenizer.pad_id)
     problems = eval_problems(config.eval_size) if config.eval_every else []
     bar = tqdm(total=config.steps, initial=start, desc="pretrain", dynamic_ncols=True, **({} if progress else {"disable": True}))
+    def batch(step):  # batch `step` depends on (seed, step) alone: a resumed run sees the same data
+        rng = random.Random(config.seed * 1_000_003 + step)
+        idx, targets, mask = make_batch(tokenizer, [sample_document(rng, task) for _ in range(config.batch_size)],
+                                        config.mask_question)
+        return idx, targets, mask, idx != tokenizer.pad_id
+
     step = start
     interrupted = False
+    upcoming = batch(start) if start < config.steps else None
     try:
         for step in range(start, config.steps):
             t0 = time.perf_counter()
-            rng = random.Random(config.seed * 1_000_003 + step)
-            docs = [sample_document(rng, task) for _ in range(config.batch_size)]
-            idx, targets, mask = make_batch(tokenizer, docs, config.mask_question)
-            key_mask = idx != tokenizer.pad_id
+            idx, targets, mask, key_mask = upcoming
             n_tokens = int(key_mask.sum())
             lr = lr_at(step, config)
             with defer_interrupt():  # the step and its record land together, or not at all
@@ -251,6 +255,8 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
                 else:
                     out = step_fn(*(t.to(device) for t in (idx, targets, mask, key_mask)))
                     traces = model.routing_trace()
+                if step + 1 < config.steps:  # made while a GPU is still busy with this step
+                    upcoming = batch(step + 1)
                 record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(traces)}
                 if out.aux_loss is not None:
                     record["aux_loss"] = out.aux_loss.item()
