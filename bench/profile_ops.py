@@ -6,7 +6,7 @@ operator calls, kernel launches and host syncs (`aten::_local_scalar_dense` is `
 At this model's size a GPU is bound by launches and syncs, so these counts predict its speed
 better than FLOPs do.
 
-    python bench/profile_ops.py train                  # one pretraining step (batch 32 documents)
+    python bench/profile_ops.py train                  # one pretraining step (32 documents, packed)
     python bench/profile_ops.py rollout                # one GRPO rollout: 8 prompts x 8 samples
     python bench/profile_ops.py rollout --device cuda --bf16
 """
@@ -24,7 +24,7 @@ from minids.generate import generate
 from minids.model import Transformer
 from minids.tasks import TaskConfig, sample_document, sample_problem
 from minids.tokenizer import default_tokenizer
-from minids.train import make_batch, make_optimizer
+from minids.train import make_optimizer, pack_batch, train_step
 
 
 def main(argv=None):
@@ -40,17 +40,11 @@ def main(argv=None):
 
     if args.what == "train":
         opt = make_optimizer(model, 1e-3, 0.1)
-        idx, targets, mask = (t.to(device) for t in make_batch(tok, [sample_document(rng) for _ in range(32)]))
+        batch = [t.to(device) for t in pack_batch(tok, [sample_document(rng) for _ in range(32)])]
 
-        def step():
-            with C.autocast(device, args.bf16):
-                out = model(idx, targets, loss_mask=mask)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            model.update_balance_bias()
-            return out.loss.item()
+        def step():  # what pretrain does, launched op by op (on a GPU pretrain replays it as one CUDA graph)
+            return train_step(model, opt, *batch, grad_clip=1.0, bf16=args.bf16).loss.item()
+        idx = batch[0]
         n_tokens = idx.numel()
     else:
         problems = [sample_problem(rng, TaskConfig()) for _ in range(8)]

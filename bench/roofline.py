@@ -140,7 +140,7 @@ def main(argv=None):
 
     def step():
         if device.type == "cuda":
-            graphed(cpu_batch[:, :-1], cpu_batch[:, 1:], ones, ones)
+            graphed(cpu_batch[:, :-1], cpu_batch[:, 1:], ones, ones.long())
         else:
             eager_step(batch[:, :-1], batch[:, 1:], None, None)
 

@@ -19,7 +19,7 @@ Peers, measured interleaved in one process on the same random token batches
                   adds others ("eager", "batched_mm").
 
 No padding masks on any side (pure causal LM batches); `--masks` instead gives every side an
-all-true padding mask (minids: key_mask and loss_mask, as `pretrain` passes them; transformers:
+all-true padding mask (minids: loss_mask and segments, as `pretrain` passes them; transformers:
 attention_mask), which is what the real pretraining loop pays for.
 
 On a GPU, "minids MoE" and "minids dense" replay each step as a recorded CUDA graph, as
@@ -78,10 +78,11 @@ def main(argv=None):
             idx, tgt = b[:, :-1], b[:, 1:]
             ones = torch.ones_like(idx, dtype=torch.bool)
             mask = ones if args.masks or graph else None  # a graph always takes masks
+            segments = None if mask is None else mask.long()  # one document a row, no padding
             if graph:
-                fn(idx.cpu(), tgt.cpu(), mask.cpu(), mask.cpu())
+                fn(idx.cpu(), tgt.cpu(), mask.cpu(), segments.cpu())
             else:
-                fn(idx, tgt, mask, mask)
+                fn(idx, tgt, mask, segments)
         return step
 
     def hf_step(model, opt):

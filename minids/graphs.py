@@ -9,7 +9,7 @@ kernels of one step and replays all of them with a single call.
 The price of a replay is that it does exactly what was recorded:
 
   * shapes never change: training batches are padded to a multiple of 16
-    tokens (one graph per padded length), decoding uses a `KVCache(static=True)`
+    tokens and 8 rows (one graph per padded shape), decoding uses a `KVCache(static=True)`
     whose write position lives on the device;
   * nothing may wait for the host: no `.item()`, no data-dependent shapes (the
     MoE layer uses `MoE.dispatch_dense` on a GPU), the learning rate is a tensor;
@@ -66,36 +66,43 @@ class GraphedTrainStep:
 
     step_fn(idx, targets, loss_mask, key_mask) must do the step and return the
     ModelOutput; the optimiser must be fused AdamW (see `prepare_optimizer`).
-    Calling the object with a CPU batch pads it to a multiple of `bucket`
-    tokens, copies it in and replays that length's graph (recording it first
-    the first time). Right padding changes nothing: causal attention never
-    looks right, padding has no loss and is left out of the expert statistics.
+    Calling the object with a CPU batch pads it (right and below), copies it in
+    and replays that shape's graph (recording it first the first time). Padding
+    changes nothing: causal attention never looks right, padding has no loss
+    and is left out of the expert statistics.
     """
 
     def __init__(self, model: Transformer, opt: torch.optim.Optimizer, step_fn: Callable, pad_id: int,
-                 bucket: int = 16):
-        self.model, self.opt, self.step_fn, self.pad_id, self.bucket = model, opt, step_fn, pad_id, bucket
-        self.graphs: dict[int, tuple] = {}  # padded length -> (graph, static inputs, output, routing traces)
+                 bucket: int = 16, row_bucket: int = 8):
+        self.model, self.opt, self.step_fn, self.pad_id = model, opt, step_fn, pad_id
+        self.bucket, self.row_bucket = bucket, row_bucket
+        self.graphs: dict[tuple, tuple] = {}  # padded shape -> (graph, static inputs, output, routing traces)
         self.pool = None  # memory pool shared by all the graphs
 
-    def __call__(self, idx, targets, loss_mask, key_mask):
-        """(B, T) CPU tensors -> (ModelOutput, routing traces), both in the graph's own tensors."""
-        T = idx.shape[1]
-        padded = min(math.ceil(T / self.bucket) * self.bucket, self.model.config.max_seq_len)
-        batch = [self._pad(t, padded, fill) for t, fill in
-                 ((idx, self.pad_id), (targets, self.pad_id), (loss_mask, False), (key_mask, False))]
-        if padded not in self.graphs:
-            self.graphs[padded] = self._record([t.to(self.model.device) for t in batch])
-        graph, inputs, out, traces = self.graphs[padded]
+    def __call__(self, idx, targets, loss_mask, segments):
+        """(B, T) CPU tensors (segments: 0 = padding) -> (ModelOutput, routing traces), in the graph's tensors.
+
+        Rows are padded to a multiple of `row_bucket` (packed batches vary in
+        rows), positions to a multiple of `bucket`: a few graphs serve a whole run.
+        """
+        B, T = idx.shape
+        shape = (math.ceil(B / self.row_bucket) * self.row_bucket,
+                 min(math.ceil(T / self.bucket) * self.bucket, self.model.config.max_seq_len))
+        batch = [self._pad(t, shape, fill) for t, fill in
+                 ((idx, self.pad_id), (targets, self.pad_id), (loss_mask, False), (segments, 0))]
+        if shape not in self.graphs:
+            self.graphs[shape] = self._record([t.to(self.model.device) for t in batch])
+        graph, inputs, out, traces = self.graphs[shape]
         for static, new in zip(inputs, batch):
             static.copy_(new, non_blocking=True)
         graph.replay()
         return out, traces
 
     @staticmethod
-    def _pad(t, length, fill):
-        extra = length - t.shape[1]
-        return torch.cat([t, t.new_full((t.shape[0], extra), fill)], 1) if extra else t
+    def _pad(t, shape, fill):
+        out = t.new_full(shape, fill)
+        out[:t.shape[0], :t.shape[1]] = t
+        return out
 
     def _record(self, inputs):
         state = self._state()

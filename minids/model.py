@@ -460,8 +460,8 @@ class Transformer(nn.Module):
     def moe_layers(self) -> list[MoE]:
         return [layer.ffn for layer in self.layers if isinstance(layer.ffn, MoE)]
 
-    def forward(self, idx, targets=None, *, loss_mask=None, key_mask=None, cache: KVCache | None = None,
-                return_attention: bool = False, check_ids: bool = True) -> ModelOutput:
+    def forward(self, idx, targets=None, *, loss_mask=None, key_mask=None, segments=None,
+                cache: KVCache | None = None, return_attention: bool = False, check_ids: bool = True) -> ModelOutput:
         """idx (B, T) token ids -> ModelOutput with logits (B, T, V).
 
         targets (B, T): next-token ids; the loss is their cross-entropy, averaged
@@ -469,6 +469,9 @@ class Transformer(nn.Module):
         key_mask (B, T): False marks padding that no token may attend to (left
             padding in batched generation). It also keeps pads out of the expert
             load statistics.
+        segments (B, T) ints: several documents packed into one row. A token
+            attends only to earlier tokens with the same segment number; 0 marks
+            padding (as key_mask=False does). Use key_mask or segments, not both.
         cache: a KVCache; idx then continues the cached sequence.
         return_attention: also return each layer's attention probabilities and
             q, k, v (the explicit, slower attention path).
@@ -488,7 +491,14 @@ class Transformer(nn.Module):
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), "
                              f"got min {int(idx.min())}, max {int(idx.max())}")
 
-        mask, token_mask = self._attention_mask(B, T, start, key_mask, cache, idx.device)
+        if segments is not None:
+            if key_mask is not None or cache is not None:
+                raise ValueError("segments (packed documents) cannot be combined with key_mask or a KV cache")
+            if segments.shape != (B, T):
+                raise ValueError(f"segments must have shape {(B, T)}, got {tuple(segments.shape)}")
+            mask, token_mask = self._segment_mask(segments)
+        else:
+            mask, token_mask = self._attention_mask(B, T, start, key_mask, cache, idx.device)
         if cache is not None and cache.static:
             where = cache.positions(T)  # (T,) on the device: no host sync, graph-safe
             cos, sin = self.rope_cos[where], self.rope_sin[where]  # (T, D/2)
@@ -538,6 +548,16 @@ class Transformer(nn.Module):
             keys.index_copy_(1, q_pos, key_mask.bool())  # remember which new keys are padding
         visible = keys[:, None, None, :S] | (k_pos[None, :] == q_pos[:, None])[None, None]  # (B, 1, T, S)
         return causal[None, None] & visible, keys.index_select(1, q_pos)
+
+    @staticmethod
+    def _segment_mask(segments):
+        """(B, T) segment ids -> (B, 1, T, T) mask: causal, within one document; and the (B, T) real-token mask."""
+        T = segments.shape[1]
+        pos = torch.arange(T, device=segments.device)
+        causal = pos[None, :] <= pos[:, None]  # (T, T)
+        same = (segments[:, :, None] == segments[:, None, :]) & (segments[:, None, :] != 0)  # (B, T, T)
+        visible = same | (pos[None, :] == pos[:, None])  # a padding token still sees itself
+        return (causal & visible)[:, None], segments != 0
 
     # --------------------------------------------------------------- balance and bookkeeping
 

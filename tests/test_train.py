@@ -228,3 +228,45 @@ def test_optimizer_updates_exactly_as_tensor_by_tensor_adamw(tok, tiny_config):
             opt.step()
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.equal(a, b)
+
+
+def test_packed_batch_gives_the_padded_batch_loss_and_gradients(tok, tiny_config):
+    """pack_batch: fewer rows, the same (context, target) pairs, the same loss and gradients and expert loads."""
+    import random
+
+    from minids.tasks import sample_document
+    from minids.train import pack_batch
+    rng = random.Random(3)
+    docs = [sample_document(rng) for _ in range(12)]
+    padded = make_batch(tok, docs)
+    packed = pack_batch(tok, docs)
+    assert packed[0].shape[0] < padded[0].shape[0] and packed[0].shape[1] == padded[0].shape[1]
+    assert packed[2].sum() == padded[2].sum()  # the same number of scored targets
+    assert sorted(packed[3].unique().tolist())[0] == 0 and packed[3].max() >= 2  # several documents share a row
+    results = []
+    for idx, targets, mask, segments in (padded + ((padded[0] != tok.pad_id).long(),), packed):
+        model = fresh_model(tiny_config)
+        out = model(idx, targets, loss_mask=mask, segments=segments)
+        out.loss.backward()
+        results.append((out.loss.detach(), {n: p.grad for n, p in model.named_parameters()},
+                        [t.load for t in out.routing]))
+    (loss_a, grads_a, load_a), (loss_b, grads_b, load_b) = results
+    torch.testing.assert_close(loss_b, loss_a, atol=1e-6, rtol=1e-5)
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], atol=1e-6, rtol=1e-4, msg=name)
+    assert all(torch.equal(a, b) for a, b in zip(load_a, load_b))
+
+
+def test_segments_keep_attention_inside_each_document(tiny_model, tiny_config):
+    """A document's logits do not change when another document shares its row."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randint(0, tiny_config.vocab_size, (1, 7), generator=g), torch.randint(0, 50, (1, 5), generator=g)
+    alone = tiny_model(b).logits
+    row = torch.cat([a, b], 1)
+    segments = torch.tensor([[1] * 7 + [2] * 5])
+    together = tiny_model(row, segments=segments).logits[:, 7:]
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    leaky = tiny_model(row).logits[:, 7:]  # without segments b would read a
+    assert not torch.allclose(leaky, alone, atol=1e-3)
+    with pytest.raises(ValueError, match="segments"):
+        tiny_model(row, segments=segments[:, :5])
