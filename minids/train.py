@@ -57,7 +57,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     cuda_graph: bool = True  # on CUDA, replay each step as a recorded CUDA graph (minids.graphs)
-    pack: bool = True  # several documents to a row (pack_batch): the same loss for about half the compute
+    pack: str = "auto"  # "auto" | "yes" | "no": several documents to a row (pack_batch), the same loss for
+    # about half the compute; "auto" packs on a CPU, not on a GPU (at this size a padded step costs it the same)
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -69,6 +70,8 @@ class TrainConfig:
         if not (0 < self.lr < 1) or not (0 <= self.min_lr <= self.lr):
             raise ValueError(f"TrainConfig.lr must lie in (0, 1) and min_lr in [0, lr], got lr={self.lr}, "
                              f"min_lr={self.min_lr}")
+        if self.pack not in ("auto", "yes", "no"):
+            raise ValueError(f"TrainConfig.pack must be 'auto', 'yes' or 'no', got {self.pack!r}")
         if self.grad_clip <= 0 or self.weight_decay < 0:
             raise ValueError("TrainConfig.grad_clip must be > 0 and weight_decay >= 0")
 
@@ -288,7 +291,8 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
     problems = eval_problems(config.eval_size) if config.eval_every else []
     bar = tqdm(total=config.steps, initial=start, desc="pretrain", dynamic_ncols=True, **({} if progress else {"disable": True}))
     # the sequence-wise balance loss is defined per document, so with it each document keeps its own row
-    pack = config.pack and model.config.balance != "aux_loss"
+    pack = (config.pack == "yes" or (config.pack == "auto" and device.type == "cpu")) \
+        and model.config.balance != "aux_loss"
 
     def batch(step):  # batch `step` depends on (seed, step) alone: a resumed run sees the same data
         rng = random.Random(config.seed * 1_000_003 + step)
