@@ -17,7 +17,6 @@ import _common as C  # noqa: I001  (puts the repo root on sys.path)
 
 import random
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from minids.generate import generate

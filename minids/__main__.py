@@ -101,8 +101,6 @@ def cmd_r1zero(args):
 def cmd_generate(args):
     from .checkpoint import load_checkpoint
     from .generate import generate
-    from .tasks import Problem
-    from .rewards import parse_completion
 
     ckpt = load_checkpoint(args.checkpoint)
     prompt = args.prompt

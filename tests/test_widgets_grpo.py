@@ -1,19 +1,19 @@
-"""widgets/grpo.py: advantage playground, clipped objective, reward table, rollout inspector, RL dashboard."""
+"""widgets/grpo.py, rollouts.py, rl_dashboard.py: advantage playground, clipped objective, reward table,
+rollout inspector, RL dashboard."""
 
 import math
 
 import plotly.graph_objects as go
 import pytest
-import torch
 
 from minids.r1zero import shipped_run
 from minids.tasks import Problem
-from widgets.grpo import (AdvantagePlayground, RLDashboard, RolloutInspector, advantage_caption,
-                          advantage_figure, advantage_summary, clip_figure, clipped_objective, compare_figure,
-                          completion_html, correction_outcomes, dashboard_figure, error_spans, filler_dots,
-                          kl_penalty, parse_question, reward_rows, reward_table_html, rollout_figure,
-                          rollout_table_html, sample_group, side_by_side, side_by_side_html, smoothed,
-                          window_means, window_table)
+from widgets.grpo import (AdvantagePlayground, advantage_caption, advantage_figure, advantage_summary, clip_figure,
+                          clipped_objective, kl_penalty)
+from widgets.rl_dashboard import RLDashboard, compare_figure, dashboard_figure, smoothed, window_means, window_table
+from widgets.rollouts import (RolloutInspector, completion_html, correction_outcomes, error_spans, filler_dots,
+                              parse_question, reward_rows, reward_table_html, rollout_figure, rollout_table_html,
+                              sample_group, side_by_side, side_by_side_html)
 
 GOOD = "<think>7+5=2,2-9=3,3+3=6</think><answer>6</answer><|eos|>"
 
@@ -230,7 +230,7 @@ def test_correction_outcomes_and_filler_dots():
 
 
 def test_settings_diff_names_what_a_recorded_run_changed():
-    from widgets.grpo import settings_diff
+    from widgets.rl_dashboard import settings_diff
     ref = shipped_run("seed0")[1]
     assert settings_diff(ref, ref) == {}
     assert settings_diff(shipped_run("kl")[1], ref) == {"grpo.beta": 0.04}

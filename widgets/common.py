@@ -12,6 +12,7 @@ import plotly.colors
 from minids.tokenizer import Tokenizer
 
 PALETTE = plotly.colors.qualitative.Pastel + plotly.colors.qualitative.Set3  # 22 light colours
+POS, NEG, GREY = "#2ca02c", "#d62728", "#7f7f7f"  # good, bad, neutral (advantages, rewards)
 
 
 def palette(n: int) -> list[str]:
