@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = Path(os.environ.get("MINIDS_NOTEBOOKS_DIR") or REPO / "notebooks")
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 NAME_RE = re.compile(r"^\d\d_[a-z0-9]+(_[a-z0-9]+)*\.ipynb$")
-CELL_TIMEOUT_S = 600
+CELL_TIMEOUT_S = 300  # the slowest cell in the fast setting takes well under a minute on 2 cores
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 nb_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -156,24 +156,35 @@ def test_execute(path, tmp_path, monkeypatch):
     # the fast setting runs many tiny forward passes: one thread avoids oversubscribing 2 cores
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-    nb = read(work / path.name)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(work)}})
-    timings = []
+    def run():
+        """Execute the notebook in a fresh kernel -> (per-cell timings, failure report or None, timed out?)."""
+        nb = read(work / path.name)
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,
+                                resources={"metadata": {"path": str(work)}})
+        timings = []
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    client.execute_cell(cell, index)
+                except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+                    return timings, _failure(path.name, index, cell, e, time.perf_counter() - t0), \
+                        not isinstance(e, CellExecutionError)
+                timings.append((time.perf_counter() - t0, index))
+        return timings, None, False
+
     start = time.perf_counter()
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            t0 = time.perf_counter()
-            failure = None
-            try:
-                client.execute_cell(cell, index)
-            except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
-                failure = _failure(path.name, index, cell, e, time.perf_counter() - t0)
-            if failure:  # outside the except block: no chained nbclient traceback in the report
-                pytest.fail(failure, pytrace=False)
-            timings.append((time.perf_counter() - t0, index))
+    timings, failure, hung = run()
+    if hung:
+        # A kernel can finish a cell while the client misses its "idle" message on the IOPub
+        # channel (jupyter/jupyter_client#593) and waits until the timeout. A cell that raised
+        # is never retried; a timed-out or dead kernel gets one fresh kernel.
+        print(f"{path.name}: retrying in a fresh kernel after: {failure.splitlines()[0]}")
+        timings, failure, hung = run()
+    if failure:
+        pytest.fail(failure, pytrace=False)
     slowest = ", ".join(f"cell {i} {t:.1f}s" for t, i in sorted(timings, reverse=True)[:3])
     print(f"{path.name}: {time.perf_counter() - start:.1f}s in {len(timings)} code cells (slowest: {slowest})")
 
