@@ -8,38 +8,24 @@ the logits and the gradients against stock; for rollouts, whether greedy decodin
 same tokens).
 
 Proposals (`--only a,b` measures each alone; the default measures stock vs the helpful ones
-together, marked *). Since measured here, rope_complex, moe_gather and sample_cdf are part of
-minids itself (so against today's stock they measure ~1.00), fused AdamW is used on CUDA, and
-decode_moe's idea (every expert on every token) became `MoE.dispatch_dense`, the GPU path; on a
-CPU it measured 0.96x for decoding and is not used there:
-  rope_complex*  apply_rope as one complex multiply, as DeepSeek-V3's reference
-                 `apply_rotary_emb` does: view_as_complex(x.float().reshape(..., D/2, 2)) *
-                 complex(cos, sin), view_as_real, flatten. Bit-identical results; the stock
-                 version's strided slices of the permuted q/k views plus torch.stack cost ~5x more
-                 (forward and backward).
-  moe_gather*    MoE.dispatch: gather tokens with index_select (backward: index_add) instead of
-                 x[order // K] (backward: index_put with accumulate, which sorts); put the expert
-                 outputs back with an index_select by the inverse permutation instead of
-                 `out[order] = ys`; and combine with (out * weights[..., None]).sum(1) instead of
-                 einsum("nkc,nk->nc") (a bmm of N batches of (1 x K) @ (K x C), ~4x slower
-                 forward + backward on CPU). The forward is the same arithmetic.
-  fused_adamw*   minids.train.make_optimizer: torch.optim.AdamW(..., fused=True) (one fused
-                 kernel over all parameters instead of a Python loop of per-tensor ops on CPU)
+together, marked *). Three earlier proposals measured here are now part of minids itself and
+were removed from this file: RoPE as one complex multiply (`minids.model.apply_rope`),
+index_select gathers with a multiply-sum combine (`MoE.dispatch`) and inverse-CDF sampling
+(`minids.generate.sample`). Fused AdamW is what minids uses on CUDA (on a CPU it uses the
+bit-identical foreach AdamW), and decode_moe's idea became `MoE.dispatch_dense`, the GPU path:
+  fused_adamw*   torch.optim.AdamW(..., fused=True) on the groups of minids.train.make_optimizer
+                 (one fused kernel over all parameters)
   decode_attn*   (rollout) Attention for one new token (T == 1 with a cache): the explicit
                  softmax(q k^T / sqrt(D)) v path instead of the CPU flash-attention kernel, which
                  is slower for a single query row
-  sample_cdf     (rollout) draw the next token by inverse CDF (one uniform per row + searchsorted
-                 on the cumulative probabilities) instead of torch.multinomial (an exponential per
-                 vocabulary entry). Same distribution, but a different random stream: seeded
-                 rollouts (and so shipped GRPO histories) would change, hence not in the default set
   moe_combine    MoE.dispatch: gather with index_select and combine with one weighted index_add
   fused_w13      MLP.forward: w1 and w3 as one GEMM over cat([w1.weight, w3.weight])
   fused_qkv      Attention.forward: wq, wk, wv as one GEMM over the concatenated weights
-  decode_moe     (rollout) for few tokens, every expert on every token as two GEMMs over stacked
-                 weights, weighted by dense routing weights (4x the expert FLOPs, 2 calls not 3E)
+  decode_moe     (rollout) for few tokens, `MoE.dispatch_dense` (every expert on every token,
+                 4x the expert FLOPs, 3 GEMMs instead of 3E); measured 0.96-1.0x on a CPU
 
     python bench/prototype.py train                 # stock vs the * training proposals
-    python bench/prototype.py train --only rope_complex,moe_gather,fused_adamw
+    python bench/prototype.py train --only fused_adamw,fused_w13
     python bench/prototype.py rollout
 """
 
@@ -59,33 +45,13 @@ from minids import generate as G
 from minids.model import MLP, Attention, MoE, Transformer, apply_rope
 from minids.tasks import TaskConfig, sample_problem
 from minids.tokenizer import default_tokenizer
-from minids.train import make_optimizer
+from minids.train import make_optimizer, train_step
 
-TRAIN_PROPOSALS = ("rope_complex", "moe_gather", "fused_adamw")
-ROLLOUT_PROPOSALS = ("rope_complex", "moe_gather", "decode_attn")
+TRAIN_PROPOSALS = ("fused_adamw",)
+ROLLOUT_PROPOSALS = ("decode_attn",)
 
 
 # ----------------------------------------------------------------------------- the proposals
-
-def apply_rope_complex(x, cos, sin):
-    """rope_complex: the same rotation as minids.model.apply_rope, as one complex multiply."""
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, H, T, D/2)
-    return torch.view_as_real(xc * torch.complex(cos, sin)).flatten(-2).type_as(x)  # (B, H, T, D)
-
-
-def dispatch_gather(self, x, weights, indices):
-    """moe_gather: MoE.dispatch with index_select gathers and a mul-sum combine."""
-    N, K = indices.shape
-    flat = indices.flatten()  # (N*K,)
-    order = flat.argsort(stable=True)  # pairs grouped by expert
-    counts = torch.bincount(flat, minlength=self.n_routed_experts).tolist()
-    xs = x.index_select(0, order // K)  # (N*K, C): token of each pair, grouped by expert
-    ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(counts))])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    out = ys.index_select(0, inverse).view(N, K, -1)  # (N, K, C) back in (token, slot) order
-    return (out * weights[..., None]).sum(1)  # (N, C)
-
 
 def dispatch_combine(self, x, weights, indices):
     """moe_combine: as MoE.dispatch, gathering with index_select and combining with index_add."""
@@ -101,18 +67,10 @@ def dispatch_combine(self, x, weights, indices):
 
 
 def dispatch_dense_small(self, x, weights, indices, threshold=256):
-    """decode_moe: for few tokens, every expert on every token (two GEMMs), weighted densely."""
-    N, K = indices.shape
-    if N * K > threshold:
-        return dispatch_gather(self, x, weights, indices)
-    E = self.n_routed_experts
-    w13 = torch.cat([torch.cat([e.w1.weight, e.w3.weight]) for e in self.experts])  # (E*2I, C)
-    h = F.linear(x, w13).view(N, E, 2, -1)  # (N, E, 2, I)
-    g = F.silu(h[:, :, 0]) * h[:, :, 1]  # (N, E, I)
-    w2 = torch.stack([e.w2.weight for e in self.experts])  # (E, C, I)
-    y = torch.bmm(g.transpose(0, 1), w2.transpose(1, 2))  # (E, N, C)
-    dense = torch.zeros(N, E, dtype=x.dtype, device=x.device).scatter(1, indices, weights)  # (N, E)
-    return torch.einsum("enc,ne->nc", y, dense)
+    """decode_moe: for few tokens, every expert on every token (`MoE.dispatch_dense`)."""
+    if indices.numel() > threshold:
+        return MoE.dispatch(self, x, weights, indices)
+    return MoE.dispatch_dense(self, x, weights, indices)
 
 
 def mlp_fused(self, x):
@@ -123,8 +81,6 @@ def mlp_fused(self, x):
 
 def make_attention_forward(proposals):
     """Attention.forward with the chosen proposals (the explicit return_attention path is stock)."""
-    rope = apply_rope_complex if "rope_complex" in proposals else apply_rope
-
     def forward(self, x, cos, sin, mask, cache=None, layer=0, return_attention=False):
         if return_attention:
             return Attention.forward(self, x, cos, sin, mask, cache, layer, return_attention)
@@ -136,7 +92,7 @@ def make_attention_forward(proposals):
             q = rearrange(self.wq(x), "b t (h d) -> b h t d", h=H)
             k = rearrange(self.wk(x), "b t (h d) -> b h t d", h=H)
             v = rearrange(self.wv(x), "b t (h d) -> b h t d", h=H)
-        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         if "decode_attn" in proposals and q.shape[2] == 1:
@@ -154,57 +110,21 @@ def patch(model: Transformer, proposals) -> Transformer:
         if isinstance(m, MoE):
             if "decode_moe" in proposals:
                 m.dispatch = types.MethodType(dispatch_dense_small, m)
-            elif "moe_gather" in proposals:
-                m.dispatch = types.MethodType(dispatch_gather, m)
             elif "moe_combine" in proposals:
                 m.dispatch = types.MethodType(dispatch_combine, m)
         if isinstance(m, MLP) and "fused_w13" in proposals:
             m.forward = types.MethodType(mlp_fused, m)
-        if isinstance(m, Attention) and {"fused_qkv", "rope_complex", "decode_attn"} & set(proposals):
+        if isinstance(m, Attention) and {"fused_qkv", "decode_attn"} & set(proposals):
             m.forward = types.MethodType(make_attention_forward(tuple(proposals)), m)
     return model
 
 
 def optimizer(model, proposals):
+    opt = make_optimizer(model, 1e-3, 0.1)
     if "fused_adamw" not in proposals:
-        return make_optimizer(model, 1e-3, 0.1)
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=1e-3, betas=(0.9, 0.95), fused=True)
-
-
-@torch.no_grad()
-def generate_cdf(model, tokenizer, prompts, max_new_tokens=64, *, temperature=1.0, stop=(), seed=None,
-                 use_cache=True):
-    """sample_cdf: minids.generate.generate's loop (no top-k/top-p) drawing by inverse CDF."""
-    encoded = [list(p) for p in prompts]
-    device = model.device
-    was_training = model.training
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    stop_ids = torch.tensor(G.stop_ids_for(tokenizer, stop), dtype=torch.long, device=device)
-    prompt_ids, prompt_mask = G.left_pad(encoded, tokenizer.pad_id, device)
-    B = len(encoded)
-    cache = G.KVCache(model.config, B, prompt_ids.shape[1] + max_new_tokens, device=device)
-    out_ids, out_logp, alive_steps = [], [], []
-    alive = torch.ones(B, dtype=torch.bool, device=device)
-    logits = model(prompt_ids, key_mask=prompt_mask, cache=cache).logits[:, -1]
-    for _ in range(max_new_tokens):
-        logp_all = (logits.float() / temperature).log_softmax(-1)
-        cdf = logp_all.exp().cumsum(-1)  # (B, V)
-        u = torch.rand(B, 1, generator=gen, device=device) * cdf[:, -1:]
-        nxt = torch.searchsorted(cdf, u).squeeze(1).clamp_(max=logits.shape[-1] - 1)
-        nxt = torch.where(alive, nxt, tokenizer.pad_id)
-        out_ids.append(nxt)
-        out_logp.append(logp_all.gather(1, nxt[:, None]).squeeze(1) * alive)
-        alive_steps.append(alive)
-        alive = alive & ~torch.isin(nxt, stop_ids)
-        if not alive.any() or len(out_ids) == max_new_tokens:
-            break
-        logits = model(nxt[:, None], cache=cache).logits[:, -1]
-    model.train(was_training)
-    return torch.stack(out_ids, 1), torch.stack(out_logp, 1)
+        return opt
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), fused=True)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -224,6 +144,16 @@ def check_train(stock, patched, batch, device):
             "grads": max(float((gr0[n] - gr1[n]).abs().max()) for n in gr0)}
 
 
+def chosen(args, default) -> dict[str, tuple]:
+    """{variant name: proposals}: stock, then each of --only alone, or the default set together."""
+    variants = {"stock": ()}
+    if args.only:
+        variants.update({f"+{p}": (p,) for p in args.only.split(",")})
+    else:
+        variants["all proposals"] = default
+    return variants
+
+
 def run_train(args, device):
     mc = C.minids_config()
     B, T = args.batch, args.seq
@@ -231,12 +161,7 @@ def run_train(args, device):
     batches = [torch.randint(0, mc.vocab_size, (B, T + 1), generator=g).to(device) for _ in range(4)]
     torch.manual_seed(args.seed)
     base = Transformer(mc).to(device).train()
-    variants = {"stock": ()}
-    if args.only:
-        for p in args.only.split(","):
-            variants[f"+{p}"] = (p,)
-    else:
-        variants["all proposals"] = TRAIN_PROPOSALS
+    variants = chosen(args, TRAIN_PROPOSALS)
     steps, diffs = {}, {}
     for name, props in variants.items():
         m = patch(copy.deepcopy(base), props)
@@ -247,13 +172,7 @@ def run_train(args, device):
 
         def step(m=m, opt=opt, it=it):
             b = batches[next(it) % len(batches)]
-            with C.autocast(device, args.bf16):
-                out = m(b[:, :-1], b[:, 1:])
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-            opt.step()
-            m.update_balance_bias()
+            train_step(m, opt, b[:, :-1], b[:, 1:], None, None, grad_clip=1.0, bf16=args.bf16)
         steps[name] = step
     print(f"prototype train: batch {B} x {T}, device {device}, threads {torch.get_num_threads()}")
     wall, cpu = C.interleave(steps, device, args.rounds, args.per_round, warmup=2)
@@ -268,12 +187,7 @@ def run_rollout(args, device):
     prompts = [tok.encode(p.prompt, allowed_special="all") for p in problems for _ in range(8)]
     torch.manual_seed(args.seed)
     base = Transformer(mc).to(device).eval()
-    variants = {"stock": ()}
-    if args.only:
-        for p in args.only.split(","):
-            variants[f"+{p}"] = (p,)
-    else:
-        variants["all proposals"] = ROLLOUT_PROPOSALS
+    variants = chosen(args, ROLLOUT_PROPOSALS)
     cases, diffs = {}, {}
     counter = iter(range(1 << 62))
     for name, props in variants.items():
@@ -286,14 +200,9 @@ def run_rollout(args, device):
             ga = G.generate(base, tok, prompts, 16, temperature=0, stop=()).ids
             gb = G.generate(m, tok, prompts, 16, temperature=0, stop=()).ids
             diffs[name] = {"logits": float((a - b).abs().max()), "greedy_tokens_equal": bool((ga == gb).all())}
-        if "sample_cdf" in props:
-            def run(m=m):
-                with C.autocast(device, args.bf16):
-                    generate_cdf(m, tok, prompts, 64, stop=(), seed=next(counter))
-        else:
-            def run(m=m):
-                with C.autocast(device, args.bf16):
-                    G.generate(m, tok, prompts, 64, temperature=1.0, stop=(), seed=next(counter))
+        def run(m=m):
+            with C.autocast(device, args.bf16):
+                G.generate(m, tok, prompts, 64, temperature=1.0, stop=(), seed=next(counter))
         cases[name] = run
     print(f"prototype rollout: 64 rows x 64 new tokens, device {device}, threads {torch.get_num_threads()}")
     wall, cpu = C.interleave(cases, device, args.rounds, args.per_round, warmup=1)
