@@ -47,14 +47,12 @@ from __future__ import annotations
 import _common as C  # noqa: I001  (puts the repo root on sys.path)
 
 import sys
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from minids.graphs import GraphedTrainStep, prepare_optimizer
 from minids.model import Transformer
-from minids.train import make_optimizer, train_step
+from minids.train import make_optimizer, make_train_step
 
 
 def gemm_list(mc, B, T):
@@ -131,18 +129,13 @@ def main(argv=None):
     model = Transformer(mc).to(device).train()
     opt = make_optimizer(model, 1e-3, 0.1)
     batch = torch.randint(0, mc.vocab_size, (B, T + 1), device=device)
-    eager_step = partial(train_step, model, opt, grad_clip=1.0, bf16=args.bf16)
-    if device.type == "cuda":
-        prepare_optimizer(opt)
-        graphed = GraphedTrainStep(model, opt, partial(eager_step, check_ids=False), pad_id=0)
-        cpu_batch = batch.cpu()
-        ones = torch.ones(B, T, dtype=torch.bool)
+    graph = device.type == "cuda"
+    run_step = make_train_step(model, opt, grad_clip=1.0, bf16=args.bf16, cuda_graph=graph)
+    fed = batch.cpu() if graph else batch  # pretrain feeds a graph CPU batches
+    ones = torch.ones(B, T, dtype=torch.bool) if graph else None  # a graph always takes masks
 
     def step():
-        if device.type == "cuda":
-            graphed(cpu_batch[:, :-1], cpu_batch[:, 1:], ones, ones.long())
-        else:
-            eager_step(batch[:, :-1], batch[:, 1:], None, None)
+        run_step(fed[:, :-1], fed[:, 1:], ones, None if ones is None else ones.long())
 
     for fn in cases.values():
         fn()

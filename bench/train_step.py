@@ -37,11 +37,8 @@ import _common as C  # noqa: I001  (puts the repo root on sys.path)
 import torch
 import torch.nn.functional as F
 
-from functools import partial
-
-from minids.graphs import GraphedTrainStep, prepare_optimizer
 from minids.model import Transformer
-from minids.train import make_optimizer, train_step
+from minids.train import make_optimizer, make_train_step
 
 
 def main(argv=None):
@@ -68,21 +65,15 @@ def main(argv=None):
 
     def minids_step(model, opt, graph=False):
         it = iter(range(1 << 62))
-        fn = partial(train_step, model, opt, grad_clip=1.0, bf16=args.bf16)
-        if graph:  # as pretrain does on a GPU: CPU batches copied into a recorded step
-            prepare_optimizer(opt)
-            fn = GraphedTrainStep(model, opt, partial(fn, check_ids=False), pad_id=0)
+        # as pretrain runs it: on a GPU replayed from a CUDA graph (which always takes masks)
+        fn = make_train_step(model, opt, grad_clip=1.0, bf16=args.bf16, cuda_graph=graph)
+        source = [b.cpu() for b in batches] if graph else batches  # pretrain feeds a graph CPU batches
 
         def step():
-            b = batches[next(it) % len(batches)]
+            b = source[next(it) % len(source)]
             idx, tgt = b[:, :-1], b[:, 1:]
-            ones = torch.ones_like(idx, dtype=torch.bool)
-            mask = ones if args.masks or graph else None  # a graph always takes masks
-            segments = None if mask is None else mask.long()  # one document a row, no padding
-            if graph:
-                fn(idx.cpu(), tgt.cpu(), mask.cpu(), segments.cpu())
-            else:
-                fn(idx, tgt, mask, segments)
+            mask = torch.ones_like(idx, dtype=torch.bool) if args.masks or graph else None
+            fn(idx, tgt, mask, None if mask is None else mask.long())  # one document a row, no padding
         return step
 
     def hf_step(model, opt):

@@ -64,8 +64,9 @@ def _record(graph: "torch.cuda.CUDAGraph", fn: Callable[[], object], pool=None):
 class GraphedTrainStep:
     """A whole optimiser step (forward, backward, clipping, AdamW, balance bias) as CUDA graphs.
 
-    step_fn(idx, targets, loss_mask, key_mask) must do the step and return the
-    ModelOutput; the optimiser must be fused AdamW (see `prepare_optimizer`).
+    step_fn(idx, targets, loss_mask, segments) must do the step and return the
+    ModelOutput (`minids.train.train_step`; `minids.train.make_train_step` builds
+    this object); the optimiser must be fused AdamW (see `prepare_optimizer`).
     Calling the object with a CPU batch pads it (right and below), copies it in
     and replays that shape's graph (recording it first the first time). Padding
     changes nothing: causal attention never looks right, padding has no loss

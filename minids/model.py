@@ -425,6 +425,11 @@ class ModelOutput:
     qkv: list | None = None  # per layer dict of q, k, v, each (B, H, T|S, D) (return_attention=True)
     routing: list = field(default_factory=list)  # per MoE layer RouteTrace
 
+    def detach(self) -> "ModelOutput":
+        """The same numbers without the autograd graph (which would keep a step's activations alive)."""
+        return ModelOutput(**{f.name: (v.detach() if torch.is_tensor(v) else v)
+                              for f in fields(self) for v in [getattr(self, f.name)]})
+
 
 class Transformer(nn.Module):
     """Token embedding -> n_layers Blocks -> RMSNorm -> vocabulary logits."""
@@ -497,11 +502,12 @@ class Transformer(nn.Module):
             if segments.shape != (B, T):
                 raise ValueError(f"segments must have shape {(B, T)}, got {tuple(segments.shape)}")
             mask, token_mask = self._segment_mask(segments)
+            positions = None
         else:
-            mask, token_mask = self._attention_mask(B, T, start, key_mask, cache, idx.device)
-        if cache is not None and cache.static:
-            where = cache.positions(T)  # (T,) on the device: no host sync, graph-safe
-            cos, sin = self.rope_cos[where], self.rope_sin[where]  # (T, D/2)
+            positions = cache.positions(T) if cache is not None else torch.arange(T, device=idx.device)  # (T,)
+            mask, token_mask = self._attention_mask(B, T, positions, key_mask, cache)
+        if cache is not None and cache.static:  # positions live on the device: no host sync, graph-safe
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]  # (T, D/2)
         else:
             cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, D/2)
         x = self.embed(idx)  # (B, T, C)
@@ -529,14 +535,17 @@ class Transformer(nn.Module):
             out.loss = out.ce_loss + out.aux_loss if out.aux_loss is not None else out.ce_loss
         return out
 
-    def _attention_mask(self, B, T, start, key_mask, cache, device):
+    def _attention_mask(self, B, T, q_pos, key_mask, cache):
         """(B, 1, T, S) bool: causal, and no attending to padding keys (each token may see itself).
 
-        Also returns the (B, T) real-token mask of the new tokens (None: all real).
+        q_pos (T,): the new tokens' positions. Also returns the (B, T) real-token
+        mask of the new tokens (None: all real).
         """
-        static = cache is not None and cache.static
-        S = cache.max_len if static else start + T  # a static cache always shows all its slots
-        q_pos = cache.positions(T) if cache is not None else torch.arange(T, device=device)  # (T,)
+        device = q_pos.device
+        if cache is None:
+            S = T
+        else:  # a static cache always shows all its slots
+            S = cache.max_len if cache.static else cache.pos + T
         k_pos = torch.arange(S, device=device)  # (S,)
         causal = k_pos[None, :] <= q_pos[:, None]  # (T, S)
         if key_mask is None and cache is None:

@@ -24,7 +24,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -35,7 +35,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .device import autocast, resolve_device
 from .evaluate import answer_accuracy, working_accuracy
 from .graphs import GraphedTrainStep, prepare_optimizer, set_lr
-from .model import ModelOutput, Transformer
+from .model import Transformer
 from .tasks import TaskConfig, eval_problems, sample_document
 from .tokenizer import Tokenizer
 
@@ -222,8 +222,7 @@ def train_step(model: Transformer, opt, idx, targets, loss_mask, segments, *, gr
     segments (B, T): the documents of each row (`pack_batch`; for a padded
     batch, 1 on real tokens and 0 on padding), or None for rows with no padding.
 
-    Returns the ModelOutput detached (its numbers only: holding on to the
-    autograd graph would keep this step's activations alive).
+    Returns the ModelOutput detached (`ModelOutput.detach`).
     """
     with autocast(model.device, bf16):
         out = model(idx, targets, loss_mask=loss_mask, segments=segments, check_ids=check_ids)
@@ -232,8 +231,27 @@ def train_step(model: Transformer, opt, idx, targets, loss_mask, segments, *, gr
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     model.update_balance_bias()
-    return ModelOutput(**{f.name: (v.detach() if torch.is_tensor(v) else v)
-                          for f in fields(out) for v in [getattr(out, f.name)]})
+    return out.detach()
+
+
+def make_train_step(model: Transformer, opt, *, grad_clip: float, bf16: bool = True, pad_id: int = 0,
+                    cuda_graph: bool = True):
+    """The step a training loop calls: (idx, targets, loss_mask, segments) -> (ModelOutput, routing traces).
+
+    On CUDA with cuda_graph it is `train_step` recorded once per batch shape and
+    replayed (`minids.graphs.GraphedTrainStep`; batches are padded with pad_id);
+    elsewhere `train_step` itself, run on the model's device.
+    """
+    step = partial(train_step, model, opt, grad_clip=grad_clip, bf16=bf16)
+    if cuda_graph and model.device.type == "cuda":
+        prepare_optimizer(opt)
+        return GraphedTrainStep(model, opt, partial(step, check_ids=False), pad_id)
+    device = model.device
+
+    def run(*batch):
+        out = step(*(None if t is None else t.to(device) for t in batch))
+        return out, model.routing_trace()
+    return run
 
 
 @dataclass
@@ -280,14 +298,12 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
             save_checkpoint(checkpoint, model, tokenizer,
                             {**meta, "step": step, "history": history, "optimizer": opt.state_dict()})
 
-    step_fn = partial(train_step, model, opt, grad_clip=config.grad_clip, bf16=config.bf16)
-    graphed = None
-    if config.cuda_graph and device.type == "cuda":
-        if tokenizer.vocab_size > model.config.vocab_size:  # a graph cannot stop to check the ids
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
-                             f"{model.config.vocab_size}")
-        prepare_optimizer(opt)
-        graphed = GraphedTrainStep(model, opt, partial(step_fn, check_ids=False), tokenizer.pad_id)
+    if config.cuda_graph and device.type == "cuda" and tokenizer.vocab_size > model.config.vocab_size:
+        # a recorded step cannot stop to check the ids
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}")
+    run_step = make_train_step(model, opt, grad_clip=config.grad_clip, bf16=config.bf16, pad_id=tokenizer.pad_id,
+                               cuda_graph=config.cuda_graph)
     problems = eval_problems(config.eval_size) if config.eval_every else []
     bar = tqdm(total=config.steps, initial=start, desc="pretrain", dynamic_ncols=True, **({} if progress else {"disable": True}))
     # the sequence-wise balance loss is defined per document, so with it each document keeps its own row
@@ -313,11 +329,7 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
             lr = lr_at(step, config)
             with defer_interrupt():  # the step and its record land together, or not at all
                 set_lr(opt, lr)
-                if graphed is not None:
-                    out, traces = graphed(idx, targets, mask, segments)
-                else:
-                    out = step_fn(*(t.to(device) for t in (idx, targets, mask, segments)))
-                    traces = model.routing_trace()
+                out, traces = run_step(idx, targets, mask, segments)
                 if step + 1 < config.steps:  # made while a GPU is still busy with this step
                     upcoming = batch(step + 1)
                 record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(traces)}
