@@ -33,3 +33,14 @@ def tiny_model(tiny_config):
     """A freshly initialised tiny model (seed 0), in eval mode."""
     torch.manual_seed(0)
     return Transformer(tiny_config).eval()
+
+
+@pytest.fixture
+def shown_by(monkeypatch):
+    """shown_by(module) -> a list recording what that widget module displays in its Output
+    (no kernel runs to capture it)."""
+    def record(module):
+        seen = []
+        monkeypatch.setattr(module, "display", seen.append)
+        return seen
+    return record

@@ -27,11 +27,8 @@ def rl():
 
 
 @pytest.fixture
-def shown(monkeypatch):
-    """Record what the explorer displays in its outputs (there is no kernel to capture it)."""
-    seen = []
-    monkeypatch.setattr(att, "display", lambda obj: seen.append(obj))
-    return seen
+def shown(shown_by):
+    return shown_by(att)
 
 
 # --------------------------------------------------------------------------- compute

@@ -18,11 +18,8 @@ P1 = Problem((4, 8), ("+",))  # 4+8=2
 
 
 @pytest.fixture
-def shown(monkeypatch):
-    """Record what the explorer displays in its Output (there is no kernel to capture it)."""
-    seen = []
-    monkeypatch.setattr(bridge, "display", seen.append)
-    return seen
+def shown(shown_by):
+    return shown_by(bridge)
 
 
 # ----------------------------------------------------------------------------- compute

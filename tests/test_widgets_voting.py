@@ -14,11 +14,8 @@ OTHER = [[1, 1, 1, 1], [2, 2, 2, 2], [0, 0, 0, 3]]
 
 
 @pytest.fixture
-def shown(monkeypatch):
-    """Record what the widget displays in its Output (there is no kernel to capture it)."""
-    seen = []
-    monkeypatch.setattr(voting, "display", seen.append)
-    return seen
+def shown(shown_by):
+    return shown_by(voting)
 
 
 def test_summary_on_hand_made_answers():
