@@ -210,24 +210,29 @@ def dense_same_active_config(moe_config):
     return replace(moe_config, n_dense_layers=moe_config.n_layers, inter_dim=inter)
 
 
-def hf_config(mc, experts_implementation: str | None = None):
-    """transformers' DeepseekV3Config matched to a minids ModelConfig.
+def hf_config(mc, experts_implementation: str | None = None, kv_lora_rank: int | None = None):
+    """transformers' DeepseekV3Config matched to a minids ModelConfig: the same parameters.
 
     MLA cannot be plain multi-head attention, so it is set as close as the config allows to
     MHA with head dim D = dim / n_heads:
       * q_lora_rank=None: queries come from one full-rank (C, H*D) projection, like wq;
-      * kv_lora_rank=dim: the key/value "latent" is as wide as the residual stream, so nothing is
-        compressed (kv_a: C -> C + rope part, kv_b: C -> H*(nope + D));
       * qk_nope_head_dim + qk_rope_head_dim = D (half each; MLA's rope part is one key shared
-        across heads, so qk_nope_head_dim=0 would make the keys single-headed), v_head_dim=D;
+        across heads, so qk_nope_head_dim=0 would make the keys single-headed), v_head_dim=D,
+        so the attention scores and the weighted values cost what minids' cost;
+      * kv_lora_rank r: keys and values come from a rank-r latent (kv_a: C -> r + rope,
+        kv_b: r -> H*(nope + D)). r is chosen (`matched_kv_lora_rank`) so that the whole model
+        has as many parameters as minids (r = 96 for the default model: 4C^2 of wq/wk/wv/wo
+        against 2C^2 + C(r + rope) + r + r*H*(nope + D)), hence also the same matmul FLOPs per
+        token. (r = dim, no compression, would make it ~5.8% larger.)
       * n_group=topk_group=1 (no group-limited routing), routed_scaling_factor=route_scale,
         norm_topk_prob=True (minids normalises the chosen K weights too).
-    The extra kv_b width and the kv_a RMSNorm make it ~40k parameters (3.6%) larger: both counts
-    are reported.
+    Both parameter counts are printed by the benchmarks.
     """
     from transformers import DeepseekV3Config
     D = mc.dim // mc.n_heads
     rope = D // 2 if (D // 2) % 2 == 0 else D // 2 + 1
+    if kv_lora_rank is None:
+        kv_lora_rank = matched_kv_lora_rank(mc)
     kw = dict(
         vocab_size=mc.vocab_size, hidden_size=mc.dim, num_hidden_layers=mc.n_layers,
         num_attention_heads=mc.n_heads, num_key_value_heads=mc.n_heads,
@@ -235,7 +240,7 @@ def hf_config(mc, experts_implementation: str | None = None):
         n_routed_experts=mc.n_routed_experts, n_shared_experts=mc.n_shared_experts,
         num_experts_per_tok=mc.n_activated_experts, moe_intermediate_size=mc.moe_inter_dim,
         n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=mc.route_scale,
-        q_lora_rank=None, kv_lora_rank=mc.dim, qk_rope_head_dim=rope, qk_nope_head_dim=D - rope,
+        q_lora_rank=None, kv_lora_rank=kv_lora_rank, qk_rope_head_dim=rope, qk_nope_head_dim=D - rope,
         v_head_dim=D, max_position_embeddings=mc.max_seq_len, rms_norm_eps=mc.norm_eps,
         tie_word_embeddings=False, attention_dropout=0.0,
         rope_parameters={"rope_type": "default", "rope_theta": mc.rope_theta},
@@ -245,6 +250,17 @@ def hf_config(mc, experts_implementation: str | None = None):
     if experts_implementation is not None:
         config._experts_implementation = experts_implementation
     return config
+
+
+def matched_kv_lora_rank(mc) -> int:
+    """The kv_lora_rank whose DeepseekV3 has the parameter count nearest minids' (counted in closed form)."""
+    C_, H, D = mc.dim, mc.n_heads, mc.dim // mc.n_heads
+    rope = D // 2 if (D // 2) % 2 == 0 else D // 2 + 1
+    target_attn = 4 * C_ * C_  # minids: wq, wk, wv, wo
+    # MLA: q_proj C*H*D + kv_a C*(r + rope) + kv_a_layernorm r + kv_b r*H*(nope + D) + o_proj H*D*C
+    per_r = C_ + 1 + H * ((D - rope) + D)
+    r = round((target_attn - 2 * C_ * H * D - C_ * rope) / per_r)
+    return max(1, r)
 
 
 def build_hf(mc, device, experts_implementation: str | None = None):
