@@ -58,7 +58,7 @@ class Block(nn.Module):
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor  # (B, T, V)
+    logits: torch.Tensor | None  # (B, T, V); None with loss_only=True
     loss: torch.Tensor | None = None  # cross-entropy (masked mean) + balance loss if any
     ce_loss: torch.Tensor | None = None  # the language-model part alone
     aux_loss: torch.Tensor | None = None  # the summed sequence-wise balance loss (balance="aux_loss")
@@ -107,7 +107,8 @@ class Transformer(nn.Module):
         return [layer.ffn for layer in self.layers if isinstance(layer.ffn, MoE)]
 
     def forward(self, idx, targets=None, *, loss_mask=None, key_mask=None, segments=None,
-                cache: KVCache | None = None, return_attention: bool = False, check_ids: bool = True) -> ModelOutput:
+                cache: KVCache | None = None, return_attention: bool = False, check_ids: bool = True,
+                loss_only: bool = False) -> ModelOutput:
         """idx (B, T) token ids -> ModelOutput with logits (B, T, V).
 
         targets (B, T): next-token ids; the loss is their cross-entropy, averaged
@@ -125,6 +126,11 @@ class Transformer(nn.Module):
             instead of a crash inside the embedding). The check waits for the
             device, so the decoding loop, feeding back ids it sampled itself,
             turns it off.
+        loss_only: (with targets) run the head and the loss only at the positions
+            that carry loss (loss_mask), and return no logits. The same loss; in
+            pretraining half the positions are masked question tokens or padding,
+            and the head is the widest matmul of the model. (While a CUDA graph is
+            being recorded, shapes cannot depend on the mask: every position is kept.)
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
@@ -160,12 +166,13 @@ class Transformer(nn.Module):
                 qkv.append(extras)
         if cache is not None:
             cache.advance()
-        logits = self.head(self.norm(x))  # (B, T, V)
+        x = self.norm(x)
+        if loss_only and targets is not None:
+            return self._loss_only(x, targets, loss_mask)
+        logits = self.head(x)  # (B, T, V)
 
         out = ModelOutput(logits=logits, attentions=attentions or None, qkv=qkv or None,
                           routing=[m.last_trace for m in self.moe_layers])
-        aux = [m.aux_loss for m in self.moe_layers if m.aux_loss is not None]
-        out.aux_loss = torch.stack(aux).sum() if aux else None
         if targets is not None:
             ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")  # (N,)
             if loss_mask is None:
@@ -173,8 +180,27 @@ class Transformer(nn.Module):
             else:
                 m = loss_mask.flatten().float()
                 out.ce_loss = (ce * m).sum() / m.sum().clamp(min=1)
+        return self._add_aux(out)
+
+    def _add_aux(self, out: ModelOutput) -> ModelOutput:
+        aux = [m.aux_loss for m in self.moe_layers if m.aux_loss is not None]
+        out.aux_loss = torch.stack(aux).sum() if aux else None
+        if out.ce_loss is not None:
             out.loss = out.ce_loss + out.aux_loss if out.aux_loss is not None else out.ce_loss
         return out
+
+    def _loss_only(self, x, targets, loss_mask) -> ModelOutput:
+        """x (B, T, C) normed -> ModelOutput with the loss, the head run at loss positions only."""
+        x, targets = x.flatten(0, 1), targets.flatten()  # (N, C), (N,)
+        if loss_mask is not None:
+            m = loss_mask.flatten().float()  # (N,)
+            if not (x.is_cuda and torch.cuda.is_current_stream_capturing()):
+                keep = loss_mask.flatten().nonzero().flatten()  # (M,) host sync: M is data-dependent
+                x, targets, m = x.index_select(0, keep), targets.index_select(0, keep), m.index_select(0, keep)
+        ce = F.cross_entropy(self.head(x).float(), targets, reduction="none")  # (M,)
+        ce_loss = ce.mean() if loss_mask is None else (ce * m).sum() / m.sum().clamp(min=1)
+        return self._add_aux(ModelOutput(logits=None, ce_loss=ce_loss,
+                                         routing=[m.last_trace for m in self.moe_layers]))
 
     def _attention_mask(self, B, T, q_pos, key_mask, cache):
         """(B, 1, T, S) bool: causal, and no attending to padding keys (each token may see itself).

@@ -94,19 +94,19 @@ class MoE(nn.Module):
 
         x (N, C), weights/indices (N, K) -> (N, C). The N*K (token, expert)
         pairs are sorted by expert, so each expert runs once on one contiguous
-        slice of its tokens; results are put back in (token, slot) order and
-        weighted. Only the chosen experts do any work.
+        slice of its tokens (one gather); each result, times its gate weight, is
+        then added back onto its token (one `index_add`). Only the chosen
+        experts do any work.
         """
         N, K = indices.shape
         flat = indices.flatten()  # (N*K,)
         order = flat.argsort(stable=True)  # pairs grouped by expert
         counts = torch.bincount(flat, minlength=self.n_routed_experts).tolist()  # host sync: slice sizes
-        xs = x.index_select(0, order // K)  # (N*K, C): token of each pair, grouped by expert
-        ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(counts))])
-        unsort = torch.empty_like(order)
-        unsort[order] = torch.arange(order.numel(), device=order.device)  # inverse permutation
-        out = ys.index_select(0, unsort).view(N, K, -1)  # (N, K, C) back in (token, slot) order
-        return (out * weights[..., None]).sum(1)  # (N, C)
+        token = order // K  # (N*K,) the token of each sorted pair
+        xs = x.index_select(0, token)  # (N*K, C): grouped by expert
+        ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(counts))])  # (N*K, C)
+        w = weights.flatten().index_select(0, order)[:, None]  # (N*K, 1): the gate weight of each pair
+        return torch.zeros_like(x).index_add_(0, token, ys * w)  # (N, C): sum over each token's K experts
 
     def dispatch_dense(self, x, weights, indices):
         """The same result as `dispatch`, computed as one wide MLP whose hidden units are gated.

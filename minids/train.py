@@ -222,10 +222,11 @@ def train_step(model: Transformer, opt, idx, targets, loss_mask, segments, *, gr
     segments (B, T): the documents of each row (`pack_batch`; for a padded
     batch, 1 on real tokens and 0 on padding), or None for rows with no padding.
 
-    Returns the ModelOutput detached (`ModelOutput.detach`).
+    Returns the ModelOutput detached (`ModelOutput.detach`), without logits: the head
+    runs only where the loss is (`Transformer.forward(loss_only=True)`).
     """
     with autocast(model.device, bf16):
-        out = model(idx, targets, loss_mask=loss_mask, segments=segments, check_ids=check_ids)
+        out = model(idx, targets, loss_mask=loss_mask, segments=segments, check_ids=check_ids, loss_only=True)
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

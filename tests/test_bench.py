@@ -27,6 +27,8 @@ CASES = {
                         "host syncs"),
     "prototype": (["bench/prototype.py", "train", "--threads", "1", "--batch", "2", "--seq", "8", "--rounds", "1",
                    "--per-round", "1"], "speed-up"),
+    "cpu_precision": (["bench/cpu_precision.py", "--threads", "1", "--batch", "2", "--seq", "8", "--rounds", "1",
+                       "--gemm-reps", "1", "--steps-per-round", "1"], "bf16 step speed-up"),
     "r1zero": (["bench/r1zero.py", "--threads", "1", "--pretrain-steps", "3", "--grpo-steps", "1"], "total"),
 }
 
@@ -42,3 +44,28 @@ def test_benchmark_runs(name, tmp_path):
     assert expected in out.stdout, out.stdout[-2000:]
     if not name.startswith("profile"):
         assert (tmp_path / "out.json").stat().st_size > 0
+
+
+def test_readme_speed_table_is_generated_from_results():
+    """README.md's speed table is the block of bench/RESULTS.md (`python bench/speed_table.py`), not typed."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import speed_table
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    readme = (ROOT / "README.md").read_text()
+    assert speed_table.render((ROOT / "bench" / "RESULTS.md").read_text(), readme) == readme, \
+        "run `python bench/speed_table.py` after editing bench/RESULTS.md"
+
+
+def test_speed_table_render_replaces_only_the_block():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import speed_table
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    s, e = speed_table.START, speed_table.END
+    out = speed_table.render(f"x {s}\n| new |\n{e} y", f"head {s}\n| old |\n{e} tail")
+    assert out == f"head {s}\n| new |\n{e} tail"
+    with pytest.raises(ValueError, match="README.md"):
+        speed_table.render(f"{s}a{e}", "no markers here")

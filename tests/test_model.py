@@ -380,3 +380,26 @@ def test_whole_model_same_with_either_dispatch(tiny_model, tiny_config):
     tiny_model.moe_layers[0].impl = "fast"
     with pytest.raises(ValueError, match="MoE.impl"):
         tiny_model(idx)
+
+
+def test_loss_only_gives_the_same_loss_and_gradients(tiny_model, tiny_config):
+    """forward(loss_only=True) runs the head only where loss_mask is set: the same loss, the same gradients."""
+    idx = random_idx(tiny_config, B=3, T=20)
+    targets = idx.roll(-1, dims=1)
+    loss_mask = torch.rand(3, 20, generator=torch.Generator().manual_seed(1)) < 0.5
+    tiny_model.train()
+    results = []
+    for loss_only in (False, True):
+        tiny_model.zero_grad()
+        out = tiny_model(idx, targets, loss_mask=loss_mask, loss_only=loss_only)
+        out.loss.backward()
+        results.append((out, {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}))
+    (full, g_full), (only, g_only) = results
+    assert only.logits is None and full.logits.shape == (3, 20, tiny_config.vocab_size)
+    torch.testing.assert_close(only.loss, full.loss, atol=1e-6, rtol=1e-6)
+    assert g_full.keys() == g_only.keys()
+    for name in g_full:
+        torch.testing.assert_close(g_only[name], g_full[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert [t.load.tolist() for t in only.routing] == [t.load.tolist() for t in full.routing]
+    # with no mask every position carries loss
+    torch.testing.assert_close(tiny_model(idx, targets, loss_only=True).loss, tiny_model(idx, targets).loss)
