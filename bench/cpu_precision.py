@@ -10,7 +10,11 @@ Two questions, measured in one process, interleaved:
                        no autograd), so forward only
      bf16              `F.linear` / `@` on bf16 tensors (oneDNN; native on CPUs with AVX512-BF16
                        or AMX, emulated elsewhere)
-2. **The training step** (forward, backward, clip, AdamW, as `minids.train.train_step` runs it)
+2. **Shapes seen for the first time.** A routed expert's row count changes every step, and so
+   does a packed batch's shape. oneDNN makes (JIT-compiles) a kernel for each new GEMM shape and
+   caches it; MKL does not. Timed: `F.linear` over rows 1000..1000+n-1, each shape new, then the
+   same shapes again, in fp32 and bf16 (ms per call).
+3. **The training step** (forward, backward, clip, AdamW, as `minids.train.train_step` runs it)
    on identical 32 x 64 batches, in fp32 and under bf16 autocast with attention and the loss
    kept in fp32 (the matmuls of the linear layers in bf16, the weights and the optimiser in
    fp32). `torch.profiler` then gives each variant's time in `aten::mm` and in dtype casts.
@@ -93,6 +97,21 @@ def step_case(mc, batches, bf16: bool, seed: int):
     return step
 
 
+def new_shapes(n: int, seed: int) -> dict:
+    """ms per F.linear call on shapes never seen before, and on the same shapes seen once already."""
+    import time
+    out = {}
+    for dt in (torch.float32, torch.bfloat16):
+        w = torch.randn(64, 128, dtype=dt)
+        xs = [torch.randn(1000 + 7 * seed + i, 128, dtype=dt) for i in range(n)]
+        for label in ("first time", "again"):
+            t = time.perf_counter()
+            for x in xs:
+                F.linear(x, w)
+            out[f"{str(dt)[6:]} {label}"] = (time.perf_counter() - t) / n * 1e3
+    return out
+
+
 def profile_share(step, n=3) -> dict:
     from torch.profiler import profile
     with profile() as p:
@@ -134,6 +153,10 @@ def main(argv=None):
     print(C.table([[n, "x".join(map(str, g["shape"]))] + [g.get(c, float("nan")) for c in cols]
                    for n, g in gemm.items()], ["GEMM", "M x K x N"] + cols))
 
+    fresh = new_shapes(20, args.seed)
+    print("F.linear (M x 128 -> 64), ms per call, M never seen before vs seen once: " +
+          ", ".join(f"{k} {v:.3f}" for k, v in fresh.items()))
+
     g = torch.Generator().manual_seed(args.seed)
     batches = [torch.randint(0, mc.vocab_size, (B, T + 1), generator=g) for _ in range(4)]
     steps = {"fp32": step_case(mc, batches, False, args.seed),
@@ -148,7 +171,7 @@ def main(argv=None):
                    "cast+copy share"]))
     ratio = C.ratio_pair(wall, cpu, "fp32", "bf16 autocast (attention, loss fp32)", device)
     print(f"bf16 step speed-up over fp32: {C.fmt_ratio(ratio)}")
-    C.write_json(args.json, {"benchmark": "cpu_precision", "cpu": flags, "gemm_gflops": gemm,
+    C.write_json(args.json, {"benchmark": "cpu_precision", "cpu": flags, "gemm_gflops": gemm, "new_shapes_ms": fresh,
                              "environment": C.environment(args, device), "results": results,
                              "ratios": {"fp32 step time / bf16 step time": ratio}})
 
