@@ -10,7 +10,7 @@ same tokens).
 Proposals (`--only a,b` measures each alone; the default measures stock vs the helpful ones
 together, marked *). Three earlier proposals measured here are now part of minids itself and
 were removed from this file: RoPE as one complex multiply (`minids.model.apply_rope`),
-index_select gathers with a multiply-sum combine (`MoE.dispatch`) and inverse-CDF sampling
+index_select gathers with one weighted index_add combine (`MoE.dispatch`) and inverse-CDF sampling
 (`minids.generate.sample`). Fused AdamW is what minids uses on CUDA (on a CPU it uses the
 bit-identical foreach AdamW), and decode_moe's idea became `MoE.dispatch_dense`, the GPU path:
   fused_adamw*   torch.optim.AdamW(..., fused=True) on the groups of minids.train.make_optimizer
@@ -18,7 +18,6 @@ bit-identical foreach AdamW), and decode_moe's idea became `MoE.dispatch_dense`,
   decode_attn*   (rollout) Attention for one new token (T == 1 with a cache): the explicit
                  softmax(q k^T / sqrt(D)) v path instead of the CPU flash-attention kernel, which
                  is slower for a single query row
-  moe_combine    MoE.dispatch: gather with index_select and combine with one weighted index_add
   fused_w13      MLP.forward: w1 and w3 as one GEMM over cat([w1.weight, w3.weight])
   fused_qkv      Attention.forward: wq, wk, wv as one GEMM over the concatenated weights
   decode_moe     (rollout) for few tokens, `MoE.dispatch_dense` (every expert on every token,
@@ -52,19 +51,6 @@ ROLLOUT_PROPOSALS = ("decode_attn",)
 
 
 # ----------------------------------------------------------------------------- the proposals
-
-def dispatch_combine(self, x, weights, indices):
-    """moe_combine: as MoE.dispatch, gathering with index_select and combining with index_add."""
-    N, K = indices.shape
-    flat = indices.flatten()  # (N*K,)
-    order = flat.argsort(stable=True)  # pairs grouped by expert
-    counts = torch.bincount(flat, minlength=self.n_routed_experts).tolist()
-    token = order // K  # (N*K,) the token of each sorted pair
-    xs = x.index_select(0, token)  # (N*K, C)
-    ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(counts))])
-    w = weights.flatten().index_select(0, order)[:, None]  # (N*K, 1) gate weight of each pair
-    return torch.zeros_like(x).index_add(0, token, ys * w)  # (N, C)
-
 
 def dispatch_dense_small(self, x, weights, indices, threshold=256):
     """decode_moe: for few tokens, every expert on every token (`MoE.dispatch_dense`)."""
@@ -110,8 +96,6 @@ def patch(model: Transformer, proposals) -> Transformer:
         if isinstance(m, MoE):
             if "decode_moe" in proposals:
                 m.dispatch = types.MethodType(dispatch_dense_small, m)
-            elif "moe_combine" in proposals:
-                m.dispatch = types.MethodType(dispatch_combine, m)
         if isinstance(m, MLP) and "fused_w13" in proposals:
             m.forward = types.MethodType(mlp_fused, m)
         if isinstance(m, Attention) and {"fused_qkv", "decode_attn"} & set(proposals):
