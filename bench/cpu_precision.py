@@ -17,7 +17,8 @@ Two questions, measured in one process, interleaved:
 3. **The training step** (forward, backward, clip, AdamW, as `minids.train.train_step` runs it)
    on identical 32 x 64 batches, in fp32 and under bf16 autocast with attention and the loss
    kept in fp32 (the matmuls of the linear layers in bf16, the weights and the optimiser in
-   fp32). `torch.profiler` then gives each variant's time in `aten::mm` and in dtype casts.
+   fp32), and that bf16 step again with `MoE.impl = "dense"` (every expert on every token: 4x the
+   expert FLOPs, but GEMM shapes fixed). `torch.profiler` then gives each variant's time in `aten::mm` and in dtype casts.
 
 It also prints the CPU's capability as torch sees it (`torch.backends.cpu.get_cpu_capability()`)
 and whether /proc/cpuinfo lists avx512_bf16 / amx_bf16.
@@ -80,9 +81,11 @@ def _sdpa_fp32(q, k, v, attn_mask=None, **kw):
         return _sdpa(q.float(), k.float(), v.float(), attn_mask=attn_mask, **kw).type_as(q)
 
 
-def step_case(mc, batches, bf16: bool, seed: int):
+def step_case(mc, batches, bf16: bool, seed: int, impl: str = "auto"):
     torch.manual_seed(seed)
     model = Transformer(mc).train()
+    for moe in model.moe_layers:
+        moe.impl = impl
     opt = make_optimizer(model, 1e-3, 0.1)
     it = iter(range(1 << 62))
 
@@ -160,7 +163,8 @@ def main(argv=None):
     g = torch.Generator().manual_seed(args.seed)
     batches = [torch.randint(0, mc.vocab_size, (B, T + 1), generator=g) for _ in range(4)]
     steps = {"fp32": step_case(mc, batches, False, args.seed),
-             "bf16 autocast (attention, loss fp32)": step_case(mc, batches, True, args.seed)}
+             "bf16 autocast (attention, loss fp32)": step_case(mc, batches, True, args.seed),
+             "bf16 autocast, dense MoE dispatch": step_case(mc, batches, True, args.seed, impl="dense")}
     wall, cpu = C.interleave(steps, device, args.rounds, args.steps_per_round, warmup=2)
     results = C.summarize(wall, cpu, B * T, device)
     for name, fn in steps.items():
@@ -171,9 +175,12 @@ def main(argv=None):
                    "cast+copy share"]))
     ratio = C.ratio_pair(wall, cpu, "fp32", "bf16 autocast (attention, loss fp32)", device)
     print(f"bf16 step speed-up over fp32: {C.fmt_ratio(ratio)}")
+    ratio_dense = C.ratio_pair(wall, cpu, "fp32", "bf16 autocast, dense MoE dispatch", device)
+    print(f"bf16 with the dense MoE dispatch (fixed GEMM shapes, 4x expert FLOPs) over fp32: {C.fmt_ratio(ratio_dense)}")
     C.write_json(args.json, {"benchmark": "cpu_precision", "cpu": flags, "gemm_gflops": gemm, "new_shapes_ms": fresh,
                              "environment": C.environment(args, device), "results": results,
-                             "ratios": {"fp32 step time / bf16 step time": ratio}})
+                             "ratios": {"fp32 step time / bf16 step time": ratio,
+                                        "fp32 step time / bf16 dense-dispatch step time": ratio_dense}})
 
 
 if __name__ == "__main__":
