@@ -200,7 +200,7 @@ class Transformer(nn.Module):
         ce = F.cross_entropy(self.head(x).float(), targets, reduction="none")  # (M,)
         ce_loss = ce.mean() if loss_mask is None else (ce * m).sum() / m.sum().clamp(min=1)
         return self._add_aux(ModelOutput(logits=None, ce_loss=ce_loss,
-                                         routing=[m.last_trace for m in self.moe_layers]))
+                                         routing=self.routing_trace()))
 
     def _attention_mask(self, B, T, q_pos, key_mask, cache):
         """(B, 1, T, S) bool: causal, and no attending to padding keys (each token may see itself).
