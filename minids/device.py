@@ -1,4 +1,5 @@
-"""Pick where tensors live: `device="auto"` means CUDA, then Apple's MPS, then the CPU."""
+"""Pick where tensors live (`device="auto"` means CUDA, then Apple's MPS, then the CPU) and how many
+CPU threads torch uses (`cpu_threads`: half the cores, so a busy core elsewhere does not stall training)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,13 @@ def cpu_threads(cores: int | None = None) -> int:
     little, and a thread count equal to the number of cores collapses as soon as another program
     keeps one core busy (a browser redrawing a live chart is enough): OpenMP workers wait at every
     barrier for a peer the OS has descheduled. Measured on a 2-core machine with one busy program
-    beside it (`bench/threads.py`, README "Times"): 2 threads were much slower than 1 there, and
-    only slightly faster than 1 when the machine was quiet. Leaving half the cores to the rest of
+    beside it: 2 threads were much slower than 1 there, and only slightly faster than 1 when the
+    machine was quiet. Leaving half the cores to the rest of
     the machine keeps a notebook's live training near its quiet speed.
+    Measured (`farm-bench -n 4 ... bench/threads.py --threads 2 --busy 1 --vs '... --threads 1 --busy 1'`,
+    60 pretraining steps, results in bench/results/cpu-threads/): with one busy program beside it,
+    2 threads took 2.75x as long as 1 (median of 4 paired runs: 29.5 s against 11.1 s); with none,
+    2 threads took 0.84x as long (9.7 s against 11.7 s).
 
     `MINIDS_THREADS=N` overrides the choice (an explicit `OMP_NUM_THREADS` is respected too).
     Example: cpu_threads(2) -> 1, cpu_threads(8) -> 4, cpu_threads(64) -> 4.
