@@ -51,6 +51,8 @@ def main(argv=None):
             s.wait()
     print(f"threads {torch.get_num_threads()}, busy {args.busy}: {dt / args.steps:.4f} s a step "
           f"({args.steps} steps, {dt:.1f} s)")
+    C.write_json(args.json, {"benchmark": "threads", "steps": args.steps, "busy": args.busy, "seconds": dt,
+                             "seconds_per_step": dt / args.steps, "environment": C.environment(args, device)})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ CASES = {
                         "host syncs"),
     "prototype": (["bench/prototype.py", "train", "--threads", "1", "--batch", "2", "--seq", "8", "--rounds", "1",
                    "--per-round", "1"], "speed-up"),
+    "threads": (["bench/threads.py", "--threads", "1", "--steps", "2", "--busy", "1"], "s a step"),
     "r1zero": (["bench/r1zero.py", "--threads", "1", "--pretrain-steps", "3", "--grpo-steps", "1"], "total"),
 }
 

@@ -371,6 +371,9 @@ def test_notebook_in_lab(path, lab, browser):
         _screenshot_slider(page, SCREENSHOTS / f"{name.removesuffix('.ipynb')}-slider.png")
         _assert_no_errors(page, name, "after moving the slider", console_errors)
 
+        if name.startswith("06_"):  # a notebook of static figures: they must come back when it is reopened
+            _assert_static_figures_survive_reopening(page, lab, name)
+
         _check(not outside, f"{name}: {len(outside)} request(s) to outside addresses were made (and blocked): "
                             f"{sorted(set(outside))[:10]}")
     finally:
@@ -607,6 +610,28 @@ def _assert_dashboards_fill_width(page, name, share: float = 0.9):
                    RENDER_S)
     _check(min(ratios) >= share, f"{name}: a live dashboard fills only {min(ratios):.0%} of the notebook's width "
                                  f"(all: {[f'{r:.0%}' for r in ratios]}); it must fill at least {share:.0%}")
+
+
+def _assert_static_figures_survive_reopening(page, lab, name):
+    """Save, reload the page, and every plotly figure displayed as a plain figure is drawn again from the file."""
+    panel = page.locator(PANEL)
+    before = panel.locator(".jp-OutputArea .jp-RenderedPlotly").count()
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+
+    def saved():
+        nb = json.loads((lab.root / name).read_text())
+        return sum(1 for c in nb["cells"] for o in c.get("outputs", [])
+                   if "application/vnd.plotly.v1+json" in o.get("data", {}))
+
+    n_saved = _poll(f"{name} to be saved with its figures", saved, 60)
+    page.reload(wait_until="domcontentloaded")
+    panel.locator(".jp-Cell").first.wait_for(state="visible", timeout=KERNEL_START_S * 1000)
+    plots = panel.locator(".jp-OutputArea .jp-RenderedPlotly")
+    _poll(f"{name}'s saved figures to be shown after reopening", lambda: plots.count() >= n_saved, RENDER_S)
+    for i in range(plots.count()):
+        plots.nth(i).scroll_into_view_if_needed()
+        _poll(f"reopened figure {i + 1} to be drawn", lambda: plots.nth(i).locator(".main-svg").count() > 0, RENDER_S)
+    print(f"{name}: {before} figures drawn, {n_saved} saved, {plots.count()} drawn again after reopening")
 
 
 def _screenshot_slider(page, shot: Path):
