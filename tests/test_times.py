@@ -57,3 +57,14 @@ def test_time_sentence_by_hand():
         "open, quiet, now; 2.5 min executed headless, one busy program beside it, older code; see "
         "`minids/data/times.json` for the machine and how).")
     assert "not measured" in time_sentence("x", {"notebooks": {"x": {"summary": "s", "measured": []}}})
+
+
+def test_overview_map_states_the_times_file():
+    cells = json.loads((ROOT / "notebooks" / "00_overview.ipynb").read_text())["cells"]
+    text = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## The map of the course"))
+    found = {}
+    for line in text.splitlines():
+        m = re.match(r"^\| \*\*(\d\d) .*\| ([^|]+) \|$", line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    assert found == {name[:2]: readme_cell(name) for name in notebook_times()["notebooks"]}
