@@ -612,6 +612,10 @@ def _assert_dashboards_fill_width(page, name, share: float = 0.9):
                                  f"(all: {[f'{r:.0%}' for r in ratios]}); it must fill at least {share:.0%}")
 
 
+JS_TRUSTED = """() => { const w = window.jupyterapp.shell.currentWidget;
+  return w && w.content && w.content.model ? [...w.content.model.cells].map(c => c.trusted).join(',').slice(0, 200) : null; }"""
+
+
 def _assert_static_figures_survive_reopening(page, lab, name):
     """Save, reload the page, and every plotly figure displayed as a plain figure is drawn again from the file."""
     panel = page.locator(PANEL)
@@ -630,7 +634,9 @@ def _assert_static_figures_survive_reopening(page, lab, name):
     _poll(f"{name}'s saved figures to be shown after reopening", lambda: plots.count() >= n_saved, RENDER_S)
     for i in range(plots.count()):
         plots.nth(i).scroll_into_view_if_needed()
-        _poll(f"reopened figure {i + 1} to be drawn", lambda: plots.nth(i).locator(".main-svg").count() > 0, RENDER_S)
+        _poll(f"reopened figure {i + 1} to be drawn", lambda: plots.nth(i).locator(".main-svg").count() > 0, RENDER_S,
+              on_timeout=lambda: f"its HTML: {plots.nth(i).evaluate('e => e.outerHTML.slice(0, 600)')!r}; "
+                                 f"trusted: {page.evaluate(JS_TRUSTED)}")
     print(f"{name}: {before} figures drawn, {n_saved} saved, {plots.count()} drawn again after reopening")
 
 
