@@ -37,8 +37,26 @@ def cmd_lab(args):
     if jupyter is None:
         sys.exit("jupyter is not installed in this environment: pip install jupyterlab")
     argv = [jupyter, "lab", str(notebooks), "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            *args.extra]
+            *lab_options(args.extra, is_root())]
     os.execv(jupyter, argv)
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def lab_options(extra: list[str], root: bool) -> list[str]:
+    """The options passed on to `jupyter lab`: as root (Docker, a cloud VM, WSL set up as root) Jupyter
+    refuses to start without --allow-root, so add it, and say so."""
+    if root and "--allow-root" not in extra:
+        print("running as root (a container or a VM set up as root): passing --allow-root to jupyter lab",
+              file=sys.stderr)
+        extra = [*extra, "--allow-root"]
+    if any(a.startswith("--ip") for a in extra):
+        print("to open it from another machine, use the URL with the token that jupyter prints below, with "
+              "this machine's address in place of the host (or forward the port: ssh -L 8888:localhost:8888 HOST)",
+              file=sys.stderr)
+    return extra
 
 
 def cmd_pretrain(args):
@@ -98,14 +116,38 @@ def cmd_r1zero(args):
     print(f"history: {out / 'history.jsonl'}\nreport:  {out / 'report.html'}")
 
 
+def load_named(checkpoint: str):
+    """A checkpoint file, or the name of a shipped one ("r1zero-base", "r1zero-rl") as load_pretrained takes."""
+    from .checkpoint import SHIPPED, load_checkpoint, load_pretrained
+    if checkpoint in SHIPPED and not Path(checkpoint).exists():
+        return load_pretrained(checkpoint)
+    if not Path(checkpoint).is_file():
+        raise ValueError(f"no checkpoint file {checkpoint!r}; give a file made by `pretrain`/`r1zero` or a "
+                         f"shipped model's name: {', '.join(SHIPPED)}")
+    return load_checkpoint(checkpoint)
+
+
+def task_prompt(text: str) -> str:
+    """What the user typed -> the model's prompt; a ValueError (one line) when it is not a question of the task.
+
+    '7+5-9+3' -> '<|bos|>Q:7+5-9+3=?'. A full prompt starting with <|bos|> is taken as it is.
+    """
+    from .tasks import TaskConfig, parse_problem
+    if text.startswith("<|bos|>"):
+        return text
+    problem = parse_problem(text)
+    task = TaskConfig()
+    if not task.min_operands <= len(problem.operands) <= task.max_operands:
+        print(f"note: the model was trained on {task.min_operands} to {task.max_operands} numbers a question; "
+              f"this one has {len(problem.operands)}, expect a weaker answer", file=sys.stderr)
+    return problem.prompt
+
+
 def cmd_generate(args):
-    from .checkpoint import load_checkpoint
     from .generate import generate
 
-    ckpt = load_checkpoint(args.checkpoint)
-    prompt = args.prompt
-    if not prompt.startswith("<|bos|>"):
-        prompt = f"<|bos|>Q:{prompt.removesuffix('=?')}=?"
+    prompt = task_prompt(args.prompt)
+    ckpt = load_named(args.checkpoint)
     out = generate(ckpt.model, ckpt.tokenizer, [prompt] * args.samples, args.max_new_tokens,
                    temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     for text in out.texts:
@@ -151,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="start JupyterLab on the notebooks (classroom settings)")
     p.add_argument("--notebooks", default="notebooks", help="folder to open (default: notebooks)")
-    p.epilog = "Any further options (e.g. --port 8899 --no-browser) are passed on to jupyter lab."
+    p.epilog = ("Any further options (e.g. --port 8899 --no-browser) are passed on to jupyter lab; as root, "
+                "--allow-root is added. From another machine or a container: --ip 0.0.0.0 --no-browser, then open "
+                "the printed URL (with its token) at this machine's address, or forward the port with ssh -L.")
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("pretrain", help="pretrain the tiny MoE model on the synthetic task mix")
@@ -185,8 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_r1zero)
 
     p = sub.add_parser("generate", help="sample completions from a checkpoint")
-    p.add_argument("prompt", help="a question such as 7+5-9+3, or a full prompt starting with <|bos|>")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("prompt", help="a question of the task, single digits joined by + or - such as 7+5-9+3 "
+                                  "(a running sum mod 10), or a full prompt starting with <|bos|>")
+    p.add_argument("--checkpoint", default="r1zero-rl",
+                   help="a checkpoint file, or a shipped model: r1zero-rl (default) or r1zero-base")
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
@@ -212,6 +258,9 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:
+        if args.command != "lab":
+            from .device import use_cpu_threads
+            use_cpu_threads()  # half the cores: see minids.device.cpu_threads (MINIDS_THREADS=N overrides)
         args.func(args)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")

@@ -34,6 +34,7 @@ that happen to be right 1 time in 10.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from .rewards import RewardConfig, total_reward
@@ -158,6 +159,23 @@ def render_working(problem: Problem, k: int, rng: random.Random, config: TaskCon
         return "".join(s + (sep + "." * rng.randint(0, config.filler_max) if i < len(steps) - 1 else "")
                        for i, s in enumerate(steps))
     return sep.join(steps)
+
+
+def parse_problem(text: str) -> Problem:
+    """'7+5-9+3' (or 'Q:7+5-9+3=?', spaces allowed) -> its Problem; anything else -> a ValueError saying why.
+
+    The task's questions are single digits joined by + or - (a running sum mod 10): 'hello world',
+    an empty string or '12+30' are not questions the model was ever shown, so they get a message
+    instead of a confident-looking answer.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("Type a question first, e.g. 7+5-9+3.")
+    q = re.sub(r"\s+", "", text)
+    q = q.removeprefix("Q:").removesuffix("=?").removesuffix("=")
+    if not re.fullmatch(r"[0-9]([+-][0-9])+", q):
+        raise ValueError(f"{text.strip()[:40]!r} is not a question this model knows: write single digits "
+                         f"joined by + or -, e.g. 7+5-9+3.")
+    return Problem(tuple(int(c) for c in q[0::2]), tuple(q[1::2]), 10)
 
 
 def sample_document(rng: random.Random, config: TaskConfig = TaskConfig()) -> tuple[str, str]:

@@ -30,6 +30,7 @@ CASES = {
     "cpu_precision": (["bench/cpu_precision.py", "--threads", "1", "--batch", "2", "--seq", "8", "--rounds", "1",
                        "--gemm-reps", "1", "--steps-per-round", "1"], "bf16 step speed-up"),
     "memory": (["bench/memory.py", "--threads", "1", "--batch", "2", "--seq", "8", "--steps", "1"], "peak RSS"),
+    "threads": (["bench/threads.py", "--threads", "1", "--steps", "2", "--busy", "1"], "s a step"),
     "r1zero": (["bench/r1zero.py", "--threads", "1", "--pretrain-steps", "3", "--grpo-steps", "1"], "total"),
 }
 

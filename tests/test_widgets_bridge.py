@@ -88,6 +88,10 @@ def test_figures_hold_the_data():
     assert isinstance(fig, go.Figure) and len(fig.data) == 6
     assert list(fig.data[0].x) == ["2", "3"] and list(fig.data[0].y) == [2.3, 2.2]  # query alone, base
     assert list(fig.data[2].y) == [0.01, 0.02]  # gold chain
+    # a log axis reaching below the smallest bar, so a 0.01-nat bar has height next to a 2.3-nat one
+    low, high = fig.layout.yaxis.range
+    assert fig.layout.yaxis.type == "log" and low < math.log10(0.01) and high > math.log10(2.3)
+    assert all(t.text is None for t in fig.data)  # no labels printed over each other
     curve = nll_curve_figure({"base": [2.3, 2.3, 0.01]})
     assert list(curve.data[0].y) == [2.3, 2.3, 0.01] and list(curve.data[0].x) == [0, 1, 2]
     result = {"empty_think": [0.1] * 10, "gold_chain": [0.0] * 6 + [1.0] + [0.0] * 3, "gold": 6}

@@ -6,7 +6,7 @@ import torch
 
 from minids.train import TrainConfig, pretrain
 from widgets.dashboard import (TrainingDashboard, balance_comparison_figure, balance_summary, binned,
-                               dashboard_figure, load_series, max_load_series, rolling_mean, series, status_line)
+                               dashboard_figure, live_figure, load_series, max_load_series, rolling_mean, series, status_line)
 
 
 def fake_history(n_steps, balanced=True, n_layers=2, n_experts=4, eval_every=5):
@@ -89,23 +89,48 @@ def test_comparison_figure_separates_balanced_from_collapsed():
 
 
 def test_callback_redraws_every_n_steps():
-    d = TrainingDashboard(total_steps=23, every=10)
+    d = TrainingDashboard(total_steps=23, every=10, min_interval=0)
     for r in fake_history(23, eval_every=1000):
         d.callback(r)
     assert d.draws == 3  # steps 10, 20 and the last
     assert len(d.history) == 23
     assert list(d.chart.data[0].y)[-1] == pytest.approx(5.0 / 23)
     assert "step 23 / 23" in d.status.value
-    assert len(d.chart.data) == len(d.figure().data)
+    assert len(d.chart.data) == 4 + 2  # the live chart: 4 curves + one largest-share line per MoE layer
+    assert len(d.figure().data) == 4 + 2 * 2 * 4  # the full static figure after training: every expert
     with pytest.raises(ValueError, match="every"):
         TrainingDashboard(every=0)
+    with pytest.raises(ValueError, match="min_interval"):
+        TrainingDashboard(min_interval=-1)
+
+
+def test_redraws_are_throttled_in_time_but_the_last_step_always_draws():
+    now = [0.0]
+    d = TrainingDashboard(total_steps=100, every=1, min_interval=1.0, clock=lambda: now[0])
+    for r in fake_history(100, eval_every=1000):
+        d.callback(r)
+        now[0] += 0.25  # four steps a second: at most one redraw a second
+    assert d.draws == len(range(1, 100, 4)) + 1  # steps 1, 5, 9, ..., 97, and the last
+    assert "step 100 / 100" in d.status.value  # the status line follows every due step
+    assert list(d.chart.data[0].x)[-1] == 100  # nothing lost: the last redraw holds the whole history
+
+
+def test_live_chart_is_small_fills_the_width_and_shows_the_largest_share():
+    fig = live_figure(fake_history(50, balanced=False, n_layers=3))
+    assert len(fig.data) == 4 + 3
+    share = [t for t in fig.data if t.name.startswith("MoE layer")]
+    assert [t.name for t in share] == ["MoE layer 1", "MoE layer 2", "MoE layer 3"]
+    assert all(v == pytest.approx(0.5) for v in share[0].y)  # collapsed onto expert 0: half the slots
+    d = TrainingDashboard(total_steps=5)
+    assert d.chart.layout.width is None and d.chart.layout.autosize and d.chart._config.get("responsive")
+    assert d.layout.width == "100%"
 
 
 def test_dashboard_follows_a_real_pretraining_run(tiny_config, tok):
     torch.manual_seed(0)
     from minids.model import Transformer
     model = Transformer(tiny_config)
-    d = TrainingDashboard(total_steps=6, every=3)
+    d = TrainingDashboard(total_steps=6, every=3, min_interval=0)
     config = TrainConfig(steps=6, batch_size=4, eval_every=6, eval_size=4, warmup_steps=2)
     result = pretrain(model, tok, config=config, callback=d.callback, progress=False)
     assert [r["step"] for r in d.history] == [r["step"] for r in result.history]

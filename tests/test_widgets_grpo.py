@@ -194,8 +194,9 @@ def test_window_means_and_smoothing_weigh_wrong_answers():
 
 
 def test_dashboard_callback_redraws_in_place():
-    d = RLDashboard(total_steps=10, every=4)
+    d = RLDashboard(total_steps=10, every=4, min_interval=0)
     assert len(d.chart.data) == 7
+    assert d.chart.layout.width is None and d.chart._config.get("responsive") and d.layout.width == "100%"
     for r in fake_history():
         d.callback(r)
     assert len(d.history) == 10 and "step 10 / 10" in d.status.value
@@ -207,6 +208,13 @@ def test_dashboard_callback_redraws_in_place():
     assert isinstance(fig, go.Figure) and list(fig.data[4].y) == [5.0 + i for i in range(10)]
     with pytest.raises(ValueError):
         RLDashboard(every=0)
+    now = [0.0]
+    slow = RLDashboard(total_steps=10, every=1, clock=lambda: now[0])  # 1 s apart at most, 0.3 s a step
+    for r in fake_history():
+        slow.callback(r)
+        now[0] += 0.3
+    assert slow.draws == len({1, 5, 9, 10})  # the first step, then once a second, and the last step
+    assert list(slow.chart.data[4].y) == [5.0 + i for i in range(10)]
 
 
 def test_dashboard_figure_empty_and_compare_shipped_runs():

@@ -112,3 +112,24 @@ def test_bad_prompt_shows_a_message(tiny_model, tok, bad, says):
     w.temperature.value = 0.3  # sliders on a bad prompt do nothing, and raise nothing
     w.text.value = PROMPT
     assert "temperature 0.3" in w.caption.value
+
+
+def test_notebook_00_default_prompt_moves_with_temperature():
+    """The overview's sampling widget opens where the shipped base hesitates, so temperature visibly matters."""
+    import json
+    from pathlib import Path
+
+    from minids.checkpoint import load_pretrained
+    from widgets.sampling import SamplingWidget
+
+    nb = json.loads((Path(__file__).resolve().parent.parent / "notebooks" / "00_overview.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in nb["cells"] if "SamplingWidget(" in "".join(c["source"])
+                and c["cell_type"] == "code" and "import" not in "".join(c["source"]))
+    prompt = cell.split('prompt="')[1].split('"')[0]
+    base = load_pretrained("r1zero-base")
+    w = SamplingWidget(base.model, base.tokenizer, prompt=prompt, n_samples=1, max_new_tokens=4)
+    tops = {}
+    for t in (0.0, 0.5, 1.0, 2.0):
+        w.temperature.value = t
+        tops[t] = max(w.figure.data[1].y)
+    assert tops[0.0] == 1.0 and tops[0.5] > tops[1.0] + 0.05 > tops[2.0] + 0.1 and tops[1.0] < 0.9

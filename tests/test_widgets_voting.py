@@ -30,6 +30,7 @@ def test_caption_text():
     s = voting_summary(ANSWERS, GOLDS)
     assert voting_caption(s, 2) == "N = 2: majority-vote accuracy 0.67 (single sample 0.33, pass@2 1.00)"
     assert voting_caption(s, 4).startswith("N = 4: majority-vote accuracy 0.00")
+    assert "first sample alone" in voting_caption(s, 1) and "first sample" not in voting_caption(s, 2)
 
 
 def test_figure_marks_the_chosen_n():

@@ -161,20 +161,27 @@ def surprisal_figure(view: dict, title: str = "") -> go.Figure:
 
 
 def bridge_table_figure(tables: dict[str, dict[int, dict[str, float]]]) -> go.Figure:
-    """`analysis.bridge_table` results, one panel per model: mean answer NLL by number of steps, grouped."""
+    """`analysis.bridge_table` results, one panel per model: mean answer NLL by number of steps, grouped.
+
+    The y axis is logarithmic: the gold chain's NLL (~0.001 nats) and the query's (~2.3, chance) differ by
+    three orders of magnitude, and on a linear axis the gold bars would have no height at all. Values
+    are in the hover text, not printed on the bars (36 labels overprint each other)."""
+    values = [row[key] for table in tables.values() for row in table.values() for key in COLUMNS]
+    low = min([v for v in values if v > 0] or [1e-3])
     fig = make_subplots(rows=1, cols=len(tables), subplot_titles=list(tables), shared_yaxes=True)
     for col, (name, table) in enumerate(tables.items(), start=1):
         steps = list(table)
         for key, label in COLUMNS.items():
             fig.add_trace(go.Bar(x=[str(n) for n in steps], y=[table[n][key] for n in steps], name=label,
                                  marker_color=COLORS[key], legendgroup=key, showlegend=col == 1,
-                                 text=[f"{table[n][key]:.2g}" for n in steps], textposition="outside",
-                                 textfont_size=9, cliponaxis=False,
-                                 hovertemplate=f"%{{x}} steps: %{{y:.3f}} nats<extra>{label}</extra>"), 1, col)
-        fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", row=1, col=col)
+                                 hovertemplate=f"%{{x}} steps: %{{y:.4f}} nats<extra>{label}</extra>"), 1, col)
+        fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", row=1, col=col,
+                      annotation_text="chance (ln 10)" if col == 1 else None, annotation_position="top left")
         fig.update_xaxes(title_text="steps in the problem", row=1, col=col)
-    fig.update_yaxes(title_text="answer NLL (nats)", row=1, col=1)
-    fig.update_layout(barmode="group", height=400, margin=dict(t=70, b=40, l=60, r=20),
+    fig.update_yaxes(type="log", range=[math.log10(low / 3), math.log10(max(max(values), CHANCE_NLL) * 2)],
+                     dtick=1, exponentformat="power")
+    fig.update_yaxes(title_text="answer NLL (nats, log scale)", row=1, col=1)
+    fig.update_layout(barmode="group", height=420, margin=dict(t=70, b=40, l=70, r=20),
                       title="The answer's NLL given the query alone, the model's own chain, the gold chain")
     return fig
 

@@ -52,3 +52,36 @@ def check_text(text: str, tokenizer: Tokenizer, max_tokens: int, allowed_special
     if len(ids) > max_tokens:
         return [], f"That is {len(ids)} tokens; this model reads at most {max_tokens}. Shorten the text."
     return ids, None
+
+
+class RedrawThrottle:
+    """Decide when a live chart redraws: at most once every `min_interval` seconds, whatever the step rate.
+
+    Every redraw sends the curves to the browser, which then lays out and paints the chart; in a
+    busy browser that costs more than a tiny model's training step. `due(force=...)` says whether
+    to redraw now; `force=True` (the last step) always does. Steps skipped are not lost: the next
+    redraw draws the whole history.
+
+    Example: RedrawThrottle(1.0, clock=iter([0.0, 0.5, 1.2]).__next__): due() -> True (first),
+    due() -> False (0.5 s later), due() -> True (1.2 s).
+    """
+
+    def __init__(self, min_interval: float = 1.0, clock=None):
+        import time
+        if not (isinstance(min_interval, (int, float)) and min_interval >= 0):
+            raise ValueError(f"min_interval must be a number of seconds >= 0, got {min_interval!r}")
+        self.min_interval, self.clock, self.last = float(min_interval), clock or time.monotonic, None
+
+    def due(self, force: bool = False) -> bool:
+        now = self.clock()
+        if force or self.last is None or now - self.last >= self.min_interval:
+            self.last = now
+            return True
+        return False
+
+
+def fill_width(chart) -> None:
+    """Make a plotly FigureWidget take the width of the notebook (or a projector), not plotly's 700 px."""
+    chart.layout.autosize = True
+    chart.layout.width = None
+    chart._config = {**(chart._config or {}), "responsive": True}

@@ -4,9 +4,13 @@
 step's loss, learning rate, tokens/s, each MoE layer's expert load (fractions
 of routed slots) and aux-free bias, and every `eval_every` steps the
 evaluation accuracies. `TrainingDashboard.callback` keeps those records and
-redraws a `go.FigureWidget` in place every `every` steps (not every step:
-each redraw sends the curves to the browser again). `.figure()` returns the
-whole history as a static figure to show again after training.
+redraws a `go.FigureWidget` in place every `every` steps and at most once a
+second (each redraw sends the curves to the browser, which then repaints: in a
+busy browser a redraw of the full 9-panel, 52-trace picture cost more than a
+training step). So the live chart is small, `live_figure`: four panels, one
+trace per curve, the experts summed up as each MoE layer's largest share.
+`.figure()` returns the whole history as the full static figure, every
+expert's load and bias, to show after training.
 
 Long histories are averaged into at most `max_points` bins per curve, so a
 redraw stays small however long the run.
@@ -16,7 +20,7 @@ The comparison figure puts several runs side by side (balance "aux_free",
 and the bias drifting.
 
 compute: binned, series, load_series, bias_series, rolling_mean, max_load_series, balance_summary
-render:  dashboard_figure, balance_comparison_figure, status_line
+render:  dashboard_figure, live_figure, balance_comparison_figure, status_line
 wire:    TrainingDashboard
 """
 
@@ -29,7 +33,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from widgets.common import palette
+from widgets.common import RedrawThrottle, fill_width, palette
 from widgets.routing import imbalance
 
 # ----------------------------------------------------------------------------- compute
@@ -147,6 +151,37 @@ def dashboard_figure(history: list[dict], max_points: int = 300, title: str = "p
     return fig
 
 
+def live_figure(history: list[dict], max_points: int = 150, title: str = "pretraining") -> go.Figure:
+    """The live chart: loss, evaluation accuracy, tokens/s, and per MoE layer the largest expert's
+    share of routed slots (the even share dashed). 4 + one trace per MoE layer, for any history length."""
+    n_layers, n_experts = _n_moe(history)
+    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.06,
+                        subplot_titles=["loss (masked cross-entropy)", "evaluation accuracy", "tokens / s",
+                                        "largest expert's share"])
+    x, y = binned(*series(history, "loss"), max_points)
+    fig.add_trace(go.Scatter(x=x, y=y, name="loss", line_color="#1f77b4", showlegend=False), 1, 1)
+    for key, name, color in (("eval/working_accuracy", "working accuracy", "#2ca02c"),
+                             ("eval/acc_no_working", "answer without working", "#d62728")):
+        x, y = series(history, key)
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", line_color=color), 1, 2)
+    x, y = binned(*series(history, "tokens_per_s"), max_points)
+    fig.add_trace(go.Scatter(x=x, y=y, name="tokens/s", line_color="#7f7f7f", showlegend=False), 1, 3)
+    layer_colors = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e"]
+    for layer in range(n_layers):
+        x, y = binned(*max_load_series(history, layer, window=10), max_points)
+        fig.add_trace(go.Scatter(x=x, y=y, name=f"MoE layer {layer + 1}",
+                                 line_color=layer_colors[layer % len(layer_colors)]), 1, 4)
+    if n_experts:
+        fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=1, col=4,
+                      annotation_text="even share", annotation_position="bottom right")
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=4)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(title=title, height=340, autosize=True, margin=dict(t=70, b=40, l=50, r=20),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
 def status_line(history: list[dict], total_steps: int | None = None) -> str:
     """e.g. "step 120 / 1500 · loss 1.234 · 9,800 tokens/s · working accuracy 0.84 (step 100)"."""
     if not history:
@@ -202,37 +237,46 @@ def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, 
 
 
 class TrainingDashboard(widgets.VBox):
-    """Pass `.callback` to `pretrain(..., callback=...)`; the chart redraws in place every `every` steps.
+    """Pass `.callback` to `pretrain(..., callback=...)`; the live chart (`live_figure`) redraws in place.
 
-    total_steps (optional) lets the status line say "step 120 / 1500" and draws the last step too.
+    It redraws every `every` steps, at evaluations and at the last step, but never twice within
+    `min_interval` seconds (except the last step): a fast run on a busy laptop stays fast. The status
+    line above it is cheap and follows every `every` steps. total_steps (optional) lets the status
+    line say "step 120 / 1500" and draws the last step too. The chart fills the notebook's width.
     """
 
     def __init__(self, total_steps: int | None = None, every: int = 10, max_points: int = 300,
-                 title: str = "pretraining"):
+                 title: str = "pretraining", min_interval: float = 1.0, clock=None):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.total_steps, self.every, self.max_points, self.title = total_steps, every, max_points, title
         self.history: list[dict] = []
         self.draws = 0  # how many times the chart was redrawn
+        self.throttle = RedrawThrottle(min_interval, clock)
         self.status = widgets.HTML(f"<b>{status_line([])}</b>")
-        self.chart = go.FigureWidget(dashboard_figure([], max_points, title))
-        super().__init__([self.status, self.chart])
+        self.chart = go.FigureWidget(live_figure([], max_points // 2, title))
+        fill_width(self.chart)
+        super().__init__([self.status, self.chart], layout=widgets.Layout(width="100%"))
 
     def callback(self, record: dict) -> None:
-        """Keep the record; redraw every `every` steps, at evaluations and at the last step."""
+        """Keep the record; redraw when due (see the class docstring)."""
         self.history.append(dict(record))
         step = record.get("step", len(self.history))
-        if step % self.every == 0 or step == self.total_steps or any(k.startswith("eval/") for k in record):
-            self.refresh()
+        last = step == self.total_steps
+        if step % self.every == 0 or last or any(k.startswith("eval/") for k in record):
+            self.status.value = f"<b>{html.escape(status_line(self.history, self.total_steps))}</b>"
+            if self.throttle.due(force=last):
+                self.refresh()
 
     def refresh(self) -> None:
-        """Redraw the chart and the status line from the whole history, in place."""
-        fig = self.figure()
+        """Redraw the live chart and the status line from the whole history, in place."""
+        fig = live_figure(self.history, self.max_points // 2, self.title)
         with self.chart.batch_update():
-            if len(self.chart.data) != len(fig.data):  # the first records tell how many layers and experts
+            if len(self.chart.data) != len(fig.data):  # the first records tell how many MoE layers
                 self.chart.data = ()
                 self.chart.add_traces(list(fig.data))
                 self.chart.layout = fig.layout
+                fill_width(self.chart)
             else:
                 for old, new in zip(self.chart.data, fig.data):
                     old.x, old.y = new.x, new.y
@@ -240,5 +284,5 @@ class TrainingDashboard(widgets.VBox):
         self.draws += 1
 
     def figure(self) -> go.Figure:
-        """The whole history as a static figure (to show again after training)."""
+        """The whole history as the full static figure: every expert's load and bias (to show after training)."""
         return dashboard_figure(self.history, self.max_points, self.title)

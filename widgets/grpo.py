@@ -78,19 +78,20 @@ def kl_penalty(log_ratios: Sequence[float]) -> list[float]:
 
 
 def advantage_figure(summary: dict) -> go.Figure:
-    """Rewards (left) beside advantages (right) for one group; the mean as a dashed line."""
+    """Rewards (left) beside advantages (right) for one group; the mean as a dashed line, named in the
+    panel's title (a label on the line itself would sit on top of a bar's value)."""
     n = len(summary["rewards"])
     names = [f"sample {i + 1}" for i in range(n)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "rewards", f"advantages (scale_rewards={summary['scale_rewards']!r})"))
+        f"rewards (dashed line: the group mean, {summary['mean']:.3g})",
+        f"advantages (scale_rewards={summary['scale_rewards']!r})"))
     fig.add_trace(go.Bar(x=names, y=summary["rewards"], name="reward", marker_color="#1f77b4",
                          text=[f"{v:.3g}" for v in summary["rewards"]], textposition="outside"), 1, 1)
     adv = summary["advantages"]
     fig.add_trace(go.Bar(x=names, y=adv, name="advantage", marker_color=[POS if a > 0 else NEG if a < 0 else GREY
                                                                        for a in adv],
                          text=[f"{a:+.2f}" for a in adv], textposition="outside"), 1, 2)
-    fig.add_hline(y=summary["mean"], line_dash="dash", line_color=GREY, row=1, col=1,
-                  annotation_text=f"mean {summary['mean']:.3g}")
+    fig.add_hline(y=summary["mean"], line_dash="dash", line_color=GREY, row=1, col=1)
     fig.add_hline(y=0, line_color=GREY, row=1, col=2)
     lo, hi = min(adv + [0]), max(adv + [0])
     pad = 0.25 * max(hi - lo, 1e-3)

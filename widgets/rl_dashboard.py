@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from widgets.common import GREY, NEG, POS
+from widgets.common import GREY, NEG, POS, RedrawThrottle, fill_width
 
 # ----------------------------------------------------------------------------- compute
 
@@ -115,7 +115,7 @@ def dashboard_figure(history: Sequence[dict], total_steps: int | None = None, ti
         fig.update_xaxes(range=[0, total_steps + 1])
     fig.update_yaxes(range=[0, 1.15], row=1, col=1)
     fig.update_xaxes(title_text="RL step")
-    fig.update_layout(title=title, height=360, margin=dict(t=70, b=40, l=50, r=20),
+    fig.update_layout(title=title, height=360, autosize=True, margin=dict(t=70, b=40, l=50, r=20),
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -151,20 +151,25 @@ def window_table(runs: dict[str, Sequence[dict]], key: str, window: int = 20) ->
 
 class RLDashboard(widgets.VBox):
     """Pass `.callback` to `grpo_train(..., callback=...)`: a status line every step and the chart,
-    redrawn in place every `every` steps (and at evaluations and the last step)."""
+    redrawn in place every `every` steps (and at evaluations and the last step), but never twice within
+    `min_interval` seconds except at the last step (each redraw makes the browser repaint; a busy
+    laptop must not spend its cores on that). The chart fills the notebook's width."""
 
-    def __init__(self, total_steps: int | None = None, every: int = 2, title: str = "GRPO, live"):
+    def __init__(self, total_steps: int | None = None, every: int = 2, title: str = "GRPO, live",
+                 min_interval: float = 1.0, clock=None):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.total_steps, self.every, self.title = total_steps, every, title
         self.history: list[dict] = []
         self.draws = 0
+        self.throttle = RedrawThrottle(min_interval, clock)
         self.status = widgets.HTML("<b>waiting for the first step...</b>")
         self.chart = go.FigureWidget(dashboard_figure([], total_steps, title))
-        super().__init__([self.status, self.chart])
+        fill_width(self.chart)
+        super().__init__([self.status, self.chart], layout=widgets.Layout(width="100%"))
 
     def callback(self, record: dict) -> None:
-        """Keep the record; redraw every `every` steps, at evaluations and at the last step."""
+        """Keep the record; redraw when due (see the class docstring)."""
         self.history.append(dict(record))
         step = record.get("step", len(self.history))
         r = record
@@ -172,12 +177,13 @@ class RLDashboard(widgets.VBox):
             f"step {step}" + (f" / {self.total_steps}" if self.total_steps else "")
             + f" · reward {r['reward']:.2f} · accuracy {r['accuracy']:.2f} · format {r['format']:.2f}"
             + f" · think {r['think_length']:.1f} tokens").join(("<b>", "</b>"))
-        if step % self.every == 0 or step == self.total_steps or len(self.history) == 1 or \
-                "eval/greedy_accuracy" in record:
+        last = step == self.total_steps
+        if (step % self.every == 0 or last or len(self.history) == 1 or "eval/greedy_accuracy" in record) \
+                and self.throttle.due(force=last):
             self.refresh()
 
     def refresh(self) -> None:
-        """Redraw every trace from the whole history, in place."""
+        """Redraw every trace from the whole history, in place (one message to the browser)."""
         fig = self.figure()
         with self.chart.batch_update():
             for old, new in zip(self.chart.data, fig.data):

@@ -28,7 +28,7 @@ from minids.generate import generate
 from minids.grpo import group_advantages
 from minids.model import Transformer
 from minids.rewards import EOS, SPECIALS, TAGS, RewardConfig, parse_completion, score_batch
-from minids.tasks import Problem, eval_problems
+from minids.tasks import Problem, eval_problems, parse_problem
 from minids.tokenizer import Tokenizer
 from widgets.common import GREY, NEG, POS, check_text, message_html
 
@@ -77,14 +77,10 @@ def error_spans(text: str, error: str | None) -> list[tuple[int, int]]:
 def parse_question(text: str, tokenizer: Tokenizer | None = None, max_tokens: int | None = None
                    ) -> tuple[Problem | None, str | None]:
     """'7+5-9+3' (or 'Q:7+5-9+3=?') -> (Problem, None); anything else -> (None, a message saying why)."""
-    if not isinstance(text, str) or not text.strip():
-        return None, "Type a question first, e.g. 7+5-9+3."
-    q = re.sub(r"\s+", "", text)
-    q = q.removeprefix("Q:").removesuffix("=?").removesuffix("=")
-    if not re.fullmatch(r"[0-9]([+-][0-9])+", q):
-        return None, (f"{text.strip()[:40]!r} is not a question this model knows: write single digits "
-                      f"joined by + or -, e.g. 7+5-9+3.")
-    problem = Problem(tuple(int(c) for c in q[0::2]), tuple(q[1::2]), 10)
+    try:
+        problem = parse_problem(text)
+    except ValueError as e:
+        return None, str(e)
     if tokenizer is not None and max_tokens is not None:
         ids, msg = check_text(problem.prompt, tokenizer, 10**9)
         if msg:

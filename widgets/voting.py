@@ -40,9 +40,18 @@ def voting_summary(answers: Answers, golds: Sequence[int]) -> dict:
 
 
 def voting_caption(summary: dict, n: int) -> str:
-    """'N = 5: majority-vote accuracy 0.93 (single sample 0.81, pass@5 0.99)'."""
-    return (f"N = {n}: majority-vote accuracy {summary['majority'][n]:.2f} "
+    """'N = 5: majority-vote accuracy 0.93 (single sample 0.81, pass@5 0.99)'.
+
+    At N = 1 the two single-sample numbers differ, and the caption says why: the "vote" is the first
+    sample of each problem alone, while "single sample" averages every sample drawn for each problem.
+    Both estimate the same accuracy; the second from n_max times as many samples, so it is steadier."""
+    text = (f"N = {n}: majority-vote accuracy {summary['majority'][n]:.2f} "
             f"(single sample {summary['single']:.2f}, pass@{n} {summary['pass'][n]:.2f})")
+    if n == 1 and summary.get("n_max", 1) > 1:
+        text += (f". At N = 1 the vote is each problem's first sample alone; 'single sample' averages all "
+                 f"{summary['n_max']} samples of each problem: two estimates of the same accuracy, the second "
+                 f"steadier, so they differ by sampling noise only")
+    return text
 
 
 def voting_figure(summaries: dict[str, dict], n: int, title: str = "") -> go.Figure:
