@@ -184,3 +184,13 @@ def test_mla_trains(tok, mla_config):
         out.loss.backward()
         opt.step()
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_cli_flags_build_the_model(tok):
+    from minids.__main__ import _model_config, build_parser
+    args = build_parser().parse_args(["pretrain", "--attention", "mla", "--mtp-depth", "1"])
+    config = _model_config(args, tok.vocab_size)
+    assert config.attention == "mla" and config.mtp_depth == 1 and config.kv_lora_rank > 0
+    args = build_parser().parse_args(["r1zero", "--attention", "mla", "--kv-lora-rank", "24"])
+    assert _model_config(args, tok.vocab_size).kv_lora_rank == 24
+    assert _model_config(build_parser().parse_args(["pretrain"]), tok.vocab_size).attention == "mha"
