@@ -27,6 +27,9 @@ CASES = {
                         "host syncs"),
     "prototype": (["bench/prototype.py", "train", "--threads", "1", "--batch", "2", "--seq", "8", "--rounds", "1",
                    "--per-round", "1"], "speed-up"),
+    "mla": (["bench/mla.py", "--threads", "1", "--prompts", "2", "--samples", "2", "--new-tokens", "4",
+             "--rounds", "1", "--warmup", "0", "--mtp-steps", "3", "--problems", "2", "--max-new-tokens", "8"],
+            "speed-up vs plain"),
     "r1zero": (["bench/r1zero.py", "--threads", "1", "--pretrain-steps", "3", "--grpo-steps", "1"], "total"),
 }
 
