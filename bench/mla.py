@@ -24,9 +24,11 @@ from __future__ import annotations
 import _common as C  # noqa: I001  (puts the repo root on sys.path)
 
 import random
+from pathlib import Path
 
 import torch
 
+from minids.checkpoint import load_checkpoint
 from minids.generate import generate
 from minids.kvcache import KVCache
 from minids.mla import MLA, matched_mla_config
@@ -88,11 +90,16 @@ def rollout(args, device, tok) -> dict:
 
 
 def mtp(args, device, tok) -> dict:
-    config = C.minids_config(vocab_size=tok.vocab_size, mtp_depth=1)
-    torch.manual_seed(args.seed)
-    model = Transformer(config)
-    train = TrainConfig(steps=args.mtp_steps, eval_every=0, seed=args.seed, device=str(device))
-    history = pretrain(model, tok, TaskConfig(), train, checkpoint=args.mtp_checkpoint, progress=False).history
+    if args.mtp_checkpoint and Path(args.mtp_checkpoint).exists():  # made by an earlier run, on any device
+        ckpt = load_checkpoint(args.mtp_checkpoint, device)
+        model, history = ckpt.model, ckpt.state["history"]
+        args.mtp_steps = ckpt.state["step"]
+    else:
+        config = C.minids_config(vocab_size=tok.vocab_size, mtp_depth=1)
+        torch.manual_seed(args.seed)
+        model = Transformer(config)
+        train = TrainConfig(steps=args.mtp_steps, eval_every=0, seed=args.seed, device=str(device))
+        history = pretrain(model, tok, TaskConfig(), train, checkpoint=args.mtp_checkpoint, progress=False).history
     model.eval()
     problems = [p.prompt for p in eval_problems(args.problems, seed=99)]
     spec = [speculative_generate(model, tok, p, args.max_new_tokens) for p in problems]
@@ -136,7 +143,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--mtp-steps", type=int, default=1500, help="pretraining steps of the MTP model (0: skip part 2)")
-    p.add_argument("--mtp-checkpoint", default=None, help="save/reuse the MTP model here")
+    p.add_argument("--mtp-checkpoint", default=None, help="save the MTP model here; an existing one is reused "
+                   "as it is (its steps, whatever device made it)")
     p.add_argument("--problems", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=64)
     args = p.parse_args(argv)
