@@ -103,10 +103,11 @@ class MLA(nn.Module):
         w = rearrange(self.wkv_b.weight, "(h d) r -> h d r", h=H)  # (H, N+Dv, r)
         w_uk, w_uv = w[:, :N], w[:, N:]  # (H, N, r), (H, Dv, r)
         if self._path(cache) == "absorb":
-            q = torch.cat([q_nope @ w_uk, q_pe], dim=-1)  # (B, H, T, r+R): the query in latent space
+            q_lat = torch.einsum("bhtn,hnr->bhtr", q_nope, w_uk)  # (B, H, T, r): W_uk folded into the query
+            q = torch.cat([q_lat, q_pe.type_as(q_lat)], dim=-1)  # (B, H, T, r+R)
             k = torch.cat([c_kv, k_pe.type_as(c_kv)], dim=-1)  # (B, 1, S, r+R)
             y, extras = self._attend(q, k, c_kv, mask, return_attention)  # (B, H, T, r)
-            y = y @ w_uv.transpose(-2, -1)  # (B, H, T, Dv): W_uv applied after attention
+            y = torch.einsum("bhtr,hdr->bhtd", y, w_uv)  # (B, H, T, Dv): W_uv applied after attention
         else:
             kv = rearrange(self.wkv_b(c_kv[:, 0]), "b s (h d) -> b h s d", h=H)  # (B, H, S, N+Dv)
             k_nope, v = kv.split([N, self.v_dim], dim=-1)
@@ -123,9 +124,14 @@ class MLA(nn.Module):
             att = (q @ k.transpose(-2, -1)) * self.softmax_scale  # (B, H, T, S)
             att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
             return att @ v, {"attention": att, "q": q, "k": k, "v": v}
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.softmax_scale,
-                                           enable_gqa=k.shape[1] != q.shape[1])
-        return y, None
+        B, H, T, _ = q.shape
+        if k.shape[1] == 1 and H > 1:  # one shared key/value head: H*T queries of a single head
+            S = k.shape[2]
+            y = F.scaled_dot_product_attention(
+                rearrange(q, "b h t d -> b 1 (h t) d"), k, v, scale=self.softmax_scale,
+                attn_mask=mask[:, :, None].expand(B, 1, H, T, S).reshape(B, 1, H * T, S))  # (B, 1, H*T, r)
+            return rearrange(y, "b 1 (h t) d -> b h t d", h=H), None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.softmax_scale), None
 
 
 def mla_params_per_layer(config: ModelConfig) -> int:
