@@ -23,6 +23,30 @@ def _add_device(p):
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
 
 
+# ---- architecture flags (MLA, MTP): one block, shared by pretrain and r1zero
+def _add_architecture(p, mtp: bool = True):
+    p.add_argument("--attention", default="mha", choices=["mha", "mla"],
+                   help="mha: multi-head attention; mla: DeepSeek-V3's latent attention, as many parameters")
+    p.add_argument("--kv-lora-rank", type=int, default=None, help="mla: width of the cached latent "
+                   "(default: the rank that matches mha's parameters)")
+    if mtp:
+        p.add_argument("--mtp-depth", type=int, default=0, help="multi-token prediction modules (0: off; V3: 1)")
+        p.add_argument("--mtp-loss-weight", type=float, default=0.3, help="lambda, the MTP loss weight")
+
+
+def _model_config(args, vocab_size: int, **fields):
+    """The default ModelConfig with the architecture flags applied."""
+    from .mla import matched_mla_config
+    from .model import ModelConfig
+    config = ModelConfig(vocab_size=vocab_size, mtp_depth=getattr(args, "mtp_depth", 0),
+                         mtp_loss_weight=getattr(args, "mtp_loss_weight", 0.3), **fields)
+    if args.attention == "mla":
+        rank = {} if args.kv_lora_rank is None else {"kv_lora_rank": args.kv_lora_rank}
+        config = matched_mla_config(config, **rank)
+    return config
+# ----
+
+
 def cmd_lab(args):
     """Copy the classroom settings into this environment, then hand over to `jupyter lab`."""
     from importlib import resources
@@ -61,25 +85,29 @@ def lab_options(extra: list[str], root: bool) -> list[str]:
 
 def cmd_pretrain(args):
     import torch
-    from .model import ModelConfig, Transformer
+    from .model import Transformer
     from .tasks import TaskConfig
     from .tokenizer import default_tokenizer
     from .train import TrainConfig, pretrain
 
     tok = default_tokenizer()
-    config = ModelConfig(vocab_size=tok.vocab_size, balance=args.balance)
+    config = _model_config(args, tok.vocab_size, balance=args.balance)
     train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                         device=args.device)
     torch.manual_seed(args.seed)
     model = Transformer(config)
     counts = model.num_params()
-    print(f"model: {counts['total']:,} parameters, {counts['active']:,} active per token; "
+    print(f"model: {counts['total']:,} parameters, {counts['active']:,} active per token"
+          + (f" (+{counts['mtp']:,} in MTP modules)" if "mtp" in counts else "")
+          + f", {config.attention}, KV cache {model.kv_cache_bytes_per_token():,} bytes/token; "
           f"checkpoint {args.out}")
     result = pretrain(model, tok, TaskConfig(), train, checkpoint=args.out, resume=not args.restart)
     h = result.history
     if h:
         evals = [r for r in h if "eval/working_accuracy" in r]
         print(f"loss {h[0]['loss']:.3f} (step {h[0]['step']}) -> {h[-1]['loss']:.3f} (step {h[-1]['step']})")
+        if "mtp_loss" in h[-1]:
+            print(f"mtp loss {h[0]['mtp_loss']:.3f} -> {h[-1]['mtp_loss']:.3f}")
         if evals:
             print(f"working accuracy {evals[-1]['eval/working_accuracy']:.2f}, direct-answer accuracy "
                   f"{evals[-1]['eval/acc_no_working']:.2f}")
@@ -101,7 +129,9 @@ def cmd_r1zero(args):
     grpo = GRPOConfig(steps=args.grpo_steps, loss_type=args.loss_type, scale_rewards=args.scale_rewards,
                       beta=args.beta, max_completion_length=args.max_completion_length,
                       mask_truncated_completions=args.mask_truncated, format_only=args.format_only)
-    settings = R1ZeroSettings(seed=args.seed, device=args.device, task=task, grpo=grpo,
+    from .tokenizer import default_tokenizer
+    model = _model_config(args, default_tokenizer().vocab_size) if args.attention != "mha" else None
+    settings = R1ZeroSettings(seed=args.seed, device=args.device, task=task, grpo=grpo, model=model,
                               pretrain=TrainConfig(steps=args.pretrain_steps), force=args.force or args.no_chain)
     out = Path(args.out or f"r1zero-{datetime.now():%Y%m%d-%H%M%S}")
     print(f"writing to {out}/")
@@ -206,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", default="aux_free", choices=["aux_free", "aux_loss", "none"])
     p.add_argument("--out", default="pretrain.pt", help="checkpoint file (resumed if it exists)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    _add_architecture(p)
     _add_device(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -225,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=["filler", "correction"], default=None,
                    help="filler: working may be padded with dots; correction: 'wrong wait right' steps")
     p.add_argument("--force", action="store_true", help="start RL even if the base fails the gate")
+    _add_architecture(p, mtp=False)
     _add_device(p)
     p.set_defaults(func=cmd_r1zero)
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 BALANCE_MODES = ("aux_free", "aux_loss", "none")
+ATTENTION_KINDS = ("mha", "mla")
 
 
 @dataclass
@@ -31,6 +32,16 @@ class ModelConfig:
     aux_loss_alpha: float = 0.01  # aux_loss: weight of the balance loss
     rope_theta: float = 10000.0  # RoPE base frequency
     norm_eps: float = 1e-6  # RMSNorm epsilon
+    # attention: plain multi-head ("mha"), or V3's Multi-head Latent Attention ("mla", minids/mla.py)
+    attention: str = "mha"  # "mha" | "mla"
+    q_lora_rank: int = 0  # mla: rank of the query's low-rank projection (0: full-rank wq, as V3-Lite)
+    kv_lora_rank: int = 32  # mla: width of the cached latent c_kv (V3: 512)
+    qk_nope_head_dim: int = 32  # mla: per-head query/key part without RoPE (V3: 128)
+    qk_rope_head_dim: int = 16  # mla: per-head query part with RoPE; one RoPE key shared by all heads (V3: 64)
+    v_head_dim: int = 32  # mla: per-head value width (V3: 128)
+    # multi-token prediction (minids/mtp.py)
+    mtp_depth: int = 0  # D extra modules, module d predicting token t+1+d (0: off; V3 uses 1)
+    mtp_loss_weight: float = 0.3  # lambda: weight of the mean MTP loss (V3: 0.3, then 0.1)
 
     def __post_init__(self):
         positive = ("vocab_size", "max_seq_len", "dim", "n_layers", "n_heads", "inter_dim",
@@ -63,10 +74,34 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"ModelConfig.{name} must be a non-negative number, got {value!r}")
+        self._check_mla_mtp()
+
+    def _check_mla_mtp(self):
+        """The attention kind, MLA's shape and multi-token prediction."""
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"ModelConfig.attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        for name in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("q_lora_rank", "mtp_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"ModelConfig.{name} must be a non-negative integer, got {value!r}")
+        if self.qk_rope_head_dim % 2:
+            raise ValueError(f"ModelConfig.qk_rope_head_dim ({self.qk_rope_head_dim}) must be even for RoPE")
+        value = self.mtp_loss_weight
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"ModelConfig.mtp_loss_weight must be a non-negative number, got {value!r}")
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.n_heads
+
+    @property
+    def rope_dim(self) -> int:
+        """Width RoPE rotates: the whole head for MHA, the decoupled qk_rope_head_dim part for MLA."""
+        return self.qk_rope_head_dim if self.attention == "mla" else self.head_dim
 
     @property
     def n_moe_layers(self) -> int:

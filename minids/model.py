@@ -7,8 +7,10 @@ The names follow DeepSeek-V3's reference `inference/model.py` (`dim`,
 trains: it has the load-balancing machinery that the inference code leaves out.
 
 The pieces live one idea a file: `config.py` (ModelConfig), `layers.py`
-(RMSNorm, RoPE, SwiGLU), `attention.py`, `moe.py` (DeepSeekMoE and its
-balancing), `kvcache.py`; this file wires them into a block and a model.
+(RMSNorm, RoPE, SwiGLU), `attention.py` (multi-head) or `mla.py` (V3's
+Multi-head Latent Attention, `attention="mla"`), `moe.py` (DeepSeekMoE and
+its balancing), `kvcache.py`, `mtp.py` (multi-token prediction,
+`mtp_depth`); this file wires them into a block and a model.
 
 Shape legend used in comments throughout:
     B batch, T time (tokens), C model dim, H heads, D head dim, V vocab,
@@ -26,11 +28,13 @@ import torch.nn.functional as F
 
 from .attention import Attention
 from .config import BALANCE_MODES, ModelConfig
-from .kvcache import KVCache
+from .kvcache import KVCache, cache_numbers_per_token
 from .layers import MLP, RMSNorm, apply_rope, rope_tables
+from .mla import MLA
 from .moe import Gate, MoE, RouteTrace
+from .mtp import MTPModule, mtp_loss
 
-__all__ = ["BALANCE_MODES", "ModelConfig", "RMSNorm", "rope_tables", "apply_rope", "Attention", "MLP",
+__all__ = ["BALANCE_MODES", "ModelConfig", "RMSNorm", "rope_tables", "apply_rope", "Attention", "MLA", "MLP",
            "RouteTrace", "Gate", "MoE", "Block", "KVCache", "ModelOutput", "Transformer"]
 
 
@@ -38,13 +42,14 @@ __all__ = ["BALANCE_MODES", "ModelConfig", "RMSNorm", "rope_tables", "apply_rope
 class Block(nn.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
 
-    def __init__(self, layer_id: int, config: ModelConfig):
+    def __init__(self, layer_id: int, config: ModelConfig, dense: bool | None = None):
         super().__init__()
-        self.layer_id = layer_id
+        self.layer_id = layer_id  # also its slot in the KV cache
+        dense = layer_id < config.n_dense_layers if dense is None else dense
         self.attn_norm = RMSNorm(config.dim, config.norm_eps)
-        self.attn = Attention(config)
+        self.attn = MLA(config) if config.attention == "mla" else Attention(config)
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
-        self.ffn = MLP(config.dim, config.inter_dim) if layer_id < config.n_dense_layers else MoE(config)
+        self.ffn = MLP(config.dim, config.inter_dim) if dense else MoE(config)
 
     def forward(self, x, cos, sin, mask, cache=None, token_mask=None, return_attention=False):
         h, extras = self.attn(self.attn_norm(x), cos, sin, mask, cache, self.layer_id, return_attention)
@@ -62,6 +67,8 @@ class ModelOutput:
     loss: torch.Tensor | None = None  # cross-entropy (masked mean) + balance loss if any
     ce_loss: torch.Tensor | None = None  # the language-model part alone
     aux_loss: torch.Tensor | None = None  # the summed sequence-wise balance loss (balance="aux_loss")
+    mtp_loss: torch.Tensor | None = None  # multi-token prediction: mean cross-entropy over the depths (mtp_depth > 0)
+    hidden: torch.Tensor | None = None  # (B, T, C) the last block's output, before the final norm (MTP's input)
     attentions: list | None = None  # per layer (B, H, T, S) probabilities (return_attention=True)
     qkv: list | None = None  # per layer dict of q, k, v, each (B, H, T|S, D) (return_attention=True)
     routing: list = field(default_factory=list)  # per MoE layer RouteTrace
@@ -82,7 +89,10 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(Block(i, config) for i in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
-        cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
+        # multi-token prediction: D extra modules sharing the embedding and the head (minids/mtp.py)
+        self.mtp = nn.ModuleList(MTPModule(config, Block(d, config, dense=True))
+                                 for d in range(config.mtp_depth))
+        cos, sin = rope_tables(config.rope_dim, config.max_seq_len, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -143,20 +153,7 @@ class Transformer(nn.Module):
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), "
                              f"got min {int(idx.min())}, max {int(idx.max())}")
 
-        if segments is not None:
-            if key_mask is not None or cache is not None:
-                raise ValueError("segments (packed documents) cannot be combined with key_mask or a KV cache")
-            if segments.shape != (B, T):
-                raise ValueError(f"segments must have shape {(B, T)}, got {tuple(segments.shape)}")
-            mask, token_mask = self._segment_mask(segments)
-            positions = None
-        else:
-            positions = cache.positions(T) if cache is not None else torch.arange(T, device=idx.device)  # (T,)
-            mask, token_mask = self._attention_mask(B, T, positions, key_mask, cache)
-        if cache is not None and cache.static:  # positions live on the device: no host sync, graph-safe
-            cos, sin = self.rope_cos[positions], self.rope_sin[positions]  # (T, D/2)
-        else:
-            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, D/2)
+        cos, sin, mask, token_mask = self._context(B, T, idx.device, key_mask, segments, cache)
         x = self.embed(idx)  # (B, T, C)
         attentions, qkv = [], []
         for layer in self.layers:
@@ -166,27 +163,28 @@ class Transformer(nn.Module):
                 qkv.append(extras)
         if cache is not None:
             cache.advance()
+        hidden = x  # (B, T, C) the last block's output before the final norm: what MTP reads
         x = self.norm(x)
         if loss_only and targets is not None:
-            return self._loss_only(x, targets, loss_mask)
-        logits = self.head(x)  # (B, T, V)
-
-        out = ModelOutput(logits=logits, attentions=attentions or None, qkv=qkv or None,
-                          routing=[m.last_trace for m in self.moe_layers])
-        if targets is not None:
-            ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")  # (N,)
-            if loss_mask is None:
-                out.ce_loss = ce.mean()
-            else:
-                m = loss_mask.flatten().float()
-                out.ce_loss = (ce * m).sum() / m.sum().clamp(min=1)
-        return self._add_aux(out)
-
-    def _add_aux(self, out: ModelOutput) -> ModelOutput:
+            out = self._loss_only(x, targets, loss_mask)
+        else:
+            logits = self.head(x)  # (B, T, V)
+            out = ModelOutput(logits=logits, attentions=attentions or None, qkv=qkv or None, hidden=hidden,
+                              routing=[m.last_trace for m in self.moe_layers])
+            if targets is not None:
+                ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")  # (N,)
+                if loss_mask is None:
+                    out.ce_loss = ce.mean()
+                else:
+                    m = loss_mask.flatten().float()
+                    out.ce_loss = (ce * m).sum() / m.sum().clamp(min=1)
         aux = [m.aux_loss for m in self.moe_layers if m.aux_loss is not None]
         out.aux_loss = torch.stack(aux).sum() if aux else None
         if out.ce_loss is not None:
             out.loss = out.ce_loss + out.aux_loss if out.aux_loss is not None else out.ce_loss
+            if len(self.mtp):
+                out.mtp_loss = mtp_loss(self, hidden, targets, loss_mask, segments, cos, sin, mask)
+                out.loss = out.loss + self.config.mtp_loss_weight * out.mtp_loss
         return out
 
     def _loss_only(self, x, targets, loss_mask) -> ModelOutput:
@@ -199,8 +197,40 @@ class Transformer(nn.Module):
                 x, targets, m = x.index_select(0, keep), targets.index_select(0, keep), m.index_select(0, keep)
         ce = F.cross_entropy(self.head(x).float(), targets, reduction="none")  # (M,)
         ce_loss = ce.mean() if loss_mask is None else (ce * m).sum() / m.sum().clamp(min=1)
-        return self._add_aux(ModelOutput(logits=None, ce_loss=ce_loss,
-                                         routing=self.routing_trace()))
+        return ModelOutput(logits=None, ce_loss=ce_loss, routing=self.routing_trace())
+
+    def mtp_logits(self, hidden, next_ids, cache: KVCache | None = None, depth: int = 0):
+        """One MTP module on its own: hidden (B, T, C) states of the depth before, next_ids (B, T) the
+        token after each position -> logits (B, T, V) for the token after that, and the new hidden states.
+
+        With a cache (one of `mtp_depth` layers, `KVCache(..., n_layers=mtp_depth)`), the positions
+        continue the cached ones: how speculative decoding drafts (minids/mtp.py).
+        """
+        B, T = next_ids.shape
+        cos, sin, mask, _ = self._context(B, T, next_ids.device, None, None, cache)
+        h = self.mtp[depth](hidden, self.embed(next_ids), cos, sin, mask, cache)  # (B, T, C)
+        if cache is not None:
+            cache.advance()
+        return self.head(self.mtp[depth].norm(h)), h
+
+    def _context(self, B, T, device, key_mask, segments, cache):
+        """RoPE angles (T, R/2) x2, the attention mask (B, 1, T, S) and the real-token mask of one pass."""
+        start = cache.pos if cache is not None else 0
+        if segments is not None:
+            if key_mask is not None or cache is not None:
+                raise ValueError("segments (packed documents) cannot be combined with key_mask or a KV cache")
+            if segments.shape != (B, T):
+                raise ValueError(f"segments must have shape {(B, T)}, got {tuple(segments.shape)}")
+            mask, token_mask = self._segment_mask(segments)
+            positions = None
+        else:
+            positions = cache.positions(T) if cache is not None else torch.arange(T, device=device)  # (T,)
+            mask, token_mask = self._attention_mask(B, T, positions, key_mask, cache)
+        if cache is not None and cache.static:  # positions live on the device: no host sync, graph-safe
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]  # (T, R/2)
+        else:
+            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, R/2)
+        return cos, sin, mask, token_mask
 
     def _attention_mask(self, B, T, q_pos, key_mask, cache):
         """(B, 1, T, S) bool: causal, and no attending to padding keys (each token may see itself).
@@ -247,9 +277,19 @@ class Transformer(nn.Module):
         return [m.last_trace for m in self.moe_layers]
 
     def num_params(self) -> dict[str, int]:
-        """Total parameters, and those active for one token (shared + K of E routed experts)."""
-        total = sum(p.numel() for p in self.parameters())
+        """Total parameters, and those active for one token (shared + K of E routed experts).
+
+        The MTP modules (mtp_depth > 0) are counted apart, as V3's report does: they
+        train the model and draft tokens, and the model runs without them.
+        """
+        mtp = sum(p.numel() for p in self.mtp.parameters())
+        total = sum(p.numel() for p in self.parameters()) - mtp
         c = self.config
         per_expert = 3 * c.dim * c.moe_inter_dim
         idle = c.n_moe_layers * (c.n_routed_experts - c.n_activated_experts) * per_expert
-        return {"total": total, "active": total - idle}
+        return {"total": total, "active": total - idle, **({"mtp": mtp} if mtp else {})}
+
+    def kv_cache_bytes_per_token(self, dtype: torch.dtype = torch.float32) -> int:
+        """Bytes one token adds to the KV cache in decoding, all layers: 2*H*D numbers a layer for
+        MHA, kv_lora_rank + qk_rope_head_dim for MLA (`minids.kvcache.kv_cache_numbers_per_token`)."""
+        return cache_numbers_per_token(self.config) * torch.empty((), dtype=dtype).element_size()

@@ -336,6 +336,8 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
                 record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(traces)}
                 if out.aux_loss is not None:
                     record["aux_loss"] = out.aux_loss.item()
+                if out.mtp_loss is not None:  # multi-token prediction, logged apart from "loss"
+                    record["mtp_loss"] = out.mtp_loss.item()
                 history.append(record)
             record["tokens_per_s"] = n_tokens / (time.perf_counter() - t0)
             if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):

@@ -31,6 +31,9 @@ CASES = {
                        "--gemm-reps", "1", "--steps-per-round", "1"], "bf16 step speed-up"),
     "memory": (["bench/memory.py", "--threads", "1", "--batch", "2", "--seq", "8", "--steps", "1"], "peak RSS"),
     "threads": (["bench/threads.py", "--threads", "1", "--steps", "2", "--busy", "1"], "s a step"),
+    "mla": (["bench/mla.py", "--threads", "1", "--prompts", "2", "--samples", "2", "--new-tokens", "4",
+             "--rounds", "1", "--warmup", "0", "--mtp-steps", "3", "--problems", "2", "--max-new-tokens", "8"],
+            "speed-up vs plain"),
     "r1zero": (["bench/r1zero.py", "--threads", "1", "--pretrain-steps", "3", "--grpo-steps", "1"], "total"),
 }
 

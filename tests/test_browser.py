@@ -221,6 +221,13 @@ JS_TEXT_NEAR = """slider => {
   }).join(' || ');
 }"""
 
+# Notebooks whose first slider redraws a plotly figure in its own cell: moving it must change the figure too.
+SLIDER_REDRAWS_PLOT = {"04b_mla_mtp.ipynb"}
+JS_PLOT_NEAR = """slider => {
+  const plot = slider.closest('.jp-Cell').querySelector('.js-plotly-plot');
+  return plot ? plot.textContent : null;
+}"""
+
 JS_CELL_INDEX = "el => [...el.closest('.jp-Notebook').querySelectorAll('.jp-Cell')].indexOf(el.closest('.jp-Cell'))"
 
 JS_STATE = """panel => {
@@ -363,10 +370,16 @@ def test_notebook_in_lab(path, lab, browser):
         # ---- the first slider: ArrowRight must change the text next to it (kernel round trip)
         t2 = time.monotonic()
         first_plot = _first_slider_plot_data(page)
+        first_slider = page.locator(PANEL).locator(".jp-OutputArea .widget-slider").first
+        plot_before = first_slider.evaluate(JS_PLOT_NEAR) if name in SLIDER_REDRAWS_PLOT else None
+        _check(name not in SLIDER_REDRAWS_PLOT or bool(plot_before), f"{name}: no figure beside the first slider")
         _assert_slider_round_trip(page, name)
         if name.startswith("00_"):  # the sampling widget: its chart must change with the temperature
             _poll("notebook 00's sampling chart to change after the temperature moved",
                   lambda: (lambda now: now and now != first_plot)(_first_slider_plot_data(page)), ROUND_TRIP_S)
+        if plot_before:
+            _poll(f"{name}: the figure beside the first slider to change",
+                  lambda: first_slider.evaluate(JS_PLOT_NEAR) not in (None, plot_before), RENDER_S, interval=0.5)
         timings["slider"] = time.monotonic() - t2
         _screenshot_slider(page, SCREENSHOTS / f"{name.removesuffix('.ipynb')}-slider.png")
         _assert_no_errors(page, name, "after moving the slider", console_errors)

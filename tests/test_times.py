@@ -9,14 +9,14 @@ import pytest
 from minids.times import notebook_times, readme_cell, time_sentence
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def _readme_rows() -> dict[str, str]:
     """notebook name -> the time column of the README's notebook table."""
     rows = {}
     for line in (ROOT / "README.md").read_text().splitlines():
-        m = re.match(r"\| `(\d\d_\w+)` \|.*\| ([^|]+) \|$", line)
+        m = re.match(r"\| `(\d\d[a-z]?_\w+)` \|.*\| ([^|]+) \|$", line)
         if m:
             rows[m.group(1)] = m.group(2).strip()
     return rows
