@@ -30,18 +30,19 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from einops import rearrange
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import autocast, resolve_device
-from .generate import generate
+from .generate import MIN_TEMPERATURE, generate
 from .model import Transformer
 from .rewards import RewardConfig, count_self_corrections, parse_completion, score_batch
 from .tasks import TaskConfig, eval_problems, sample_problem
 from .tokenizer import Tokenizer
+from .validation import choice, device as device_field, flag, integer, nested, number, rule, validate
 from .train import defer_interrupt, end_of_step, make_optimizer, say_interrupted
 
 LOSS_TYPES = ("grpo", "dr_grpo")
@@ -50,50 +51,36 @@ SCALE_REWARDS = ("group", "none")
 
 @dataclass
 class GRPOConfig:
-    steps: int = 100  # RL steps: one batch of rollouts each
-    prompts_per_step: int = 8  # distinct prompts per step
-    num_generations: int = 8  # G, completions sampled per prompt
-    learning_rate: float = 1e-4  # AdamW learning rate, constant (3e-4 oscillated or collapsed on some seeds)
-    beta: float = 0.0  # KL coefficient towards the frozen starting model (0: no reference kept)
-    epsilon: float = 0.2  # lower clipping range: ratio >= 1 - epsilon
-    epsilon_high: float | None = None  # upper clipping range (None: same as epsilon)
-    num_iterations: int = 1  # mu, policy updates per batch of rollouts (>1 reuses old log-probs)
-    loss_type: str = "dr_grpo"  # "grpo" (per-sequence mean) | "dr_grpo" (constant normaliser)
-    scale_rewards: str = "none"  # "group": divide advantages by the group std | "none"
-    max_completion_length: int = 64  # hard cap on generated tokens
-    mask_truncated_completions: bool = False  # drop completions that hit the cap from the loss
-    temperature: float = 1.0  # sampling temperature for rollouts
-    max_grad_norm: float = 1.0  # gradient clipping
-    format_only: bool = False  # control: reward the format alone, not correctness
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    eval_every: int = 10  # steps between greedy evaluations on a fixed set (0: never)
-    eval_size: int = 64  # problems in that set
-    log_completions: int = 3  # sample completions kept in each step's record
-    checkpoint_every: int = 20  # steps between checkpoints when a path is given
-    seed: int = 0  # rollout sampling and prompt stream
-    device: str = "auto"
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    steps: int = integer(100, ge=1)  # RL steps: one batch of rollouts each
+    prompts_per_step: int = integer(8, ge=1)  # distinct prompts per step
+    num_generations: int = integer(8, ge=2)  # G, completions sampled per prompt (advantages compare >= 2)
+    learning_rate: float = number(1e-4, gt=0, lt=1)  # AdamW learning rate, constant (3e-4 oscillated or collapsed on some seeds)
+    beta: float = number(0.0, ge=0)  # KL coefficient towards the frozen starting model (0: no reference kept)
+    epsilon: float = number(0.2, gt=0, lt=1)  # lower clipping range: ratio >= 1 - epsilon
+    epsilon_high: float | None = number(None, gt=0, optional=True)  # upper clipping range (None: same as epsilon)
+    num_iterations: int = integer(1, ge=1)  # mu, policy updates per batch of rollouts (>1 reuses old log-probs)
+    loss_type: str = choice("dr_grpo", LOSS_TYPES)  # "grpo" (per-sequence mean) | "dr_grpo" (constant normaliser)
+    scale_rewards: str = choice("none", SCALE_REWARDS)  # "group": divide advantages by the group std | "none"
+    max_completion_length: int = integer(64, ge=1)  # hard cap on generated tokens
+    mask_truncated_completions: bool = flag(False)  # drop completions that hit the cap from the loss
+    temperature: float = number(1.0, ge=MIN_TEMPERATURE)  # sampling temperature for rollouts (log-probs divide by it)
+    max_grad_norm: float = number(1.0, gt=0)  # gradient clipping
+    format_only: bool = flag(False)  # control: reward the format alone, not correctness
+    reward: RewardConfig = nested(RewardConfig)
+    eval_every: int = integer(10, ge=0)  # steps between greedy evaluations on a fixed set (0: never)
+    eval_size: int = integer(64, ge=0)  # problems in that set
+    log_completions: int = integer(3, ge=0)  # sample completions kept in each step's record
+    checkpoint_every: int = integer(20, ge=0)  # steps between checkpoints when a path is given (0: only at the end)
+    seed: int = integer(0, ge=0, lt=2**32)  # rollout sampling and prompt stream
+    device: str = device_field("auto")
+    bf16: bool = flag(True)  # bf16 autocast on CUDA (ignored on CPU)
+
+    RULES: ClassVar[tuple] = (
+        rule("eval_size", lambda c: c.eval_size >= 1 or not c.eval_every, "at least 1 when eval_every > 0"),
+    )
 
     def __post_init__(self):
-        for name in ("steps", "prompts_per_step", "num_generations", "num_iterations", "max_completion_length"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"GRPOConfig.{name} must be a positive integer, got {v!r}")
-        if self.num_generations < 2:
-            raise ValueError("GRPOConfig.num_generations must be >= 2: advantages compare samples in a group")
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"GRPOConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if self.scale_rewards not in SCALE_REWARDS:
-            raise ValueError(f"GRPOConfig.scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"GRPOConfig.learning_rate must lie in (0, 1), got {self.learning_rate}")
-        if self.beta < 0 or not math.isfinite(self.beta):
-            raise ValueError(f"GRPOConfig.beta must be >= 0, got {self.beta}")
-        if not 0 < self.epsilon < 1 or (self.epsilon_high is not None and self.epsilon_high <= 0):
-            raise ValueError(f"GRPOConfig.epsilon must lie in (0, 1) and epsilon_high be > 0, "
-                             f"got {self.epsilon}, {self.epsilon_high}")
-        if self.temperature <= 0:
-            raise ValueError(f"GRPOConfig.temperature must be > 0 for sampling, got {self.temperature}")
+        validate(self)
 
 
 # ----------------------------------------------------------------------------- the math, one function each

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from .model import ModelConfig, Transformer
 from .tasks import TaskConfig, eval_problems
 from .tokenizer import default_tokenizer
 from .train import TrainConfig, pretrain
+from .validation import device as device_field, flag, integer, nested, validate
 
 GATE = 0.8  # working accuracy the base needs before RL
 
@@ -44,15 +45,18 @@ class GateError(RuntimeError):
 
 @dataclass
 class R1ZeroSettings:
-    seed: int = 0
-    device: str = "auto"
-    model: ModelConfig | None = None  # None: the default config with the default tokenizer's vocab
-    task: TaskConfig = field(default_factory=TaskConfig)
-    pretrain: TrainConfig = field(default_factory=TrainConfig)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    eval_size: int = 128  # problems for the before/after evaluation
-    eval_samples: int = 2  # samples per problem for sampled accuracy
-    force: bool = False  # start RL even if the gate fails (a labelled control)
+    seed: int = integer(0, ge=0, lt=2**32)
+    device: str = device_field("auto")
+    model: ModelConfig | None = nested(ModelConfig, optional=True)  # None: the default config with the default tokenizer's vocab
+    task: TaskConfig = nested(TaskConfig)
+    pretrain: TrainConfig = nested(TrainConfig)
+    grpo: GRPOConfig = nested(GRPOConfig)
+    eval_size: int = integer(128, ge=1)  # problems for the before/after evaluation
+    eval_samples: int = integer(2, ge=1)  # samples per problem for sampled accuracy
+    force: bool = flag(False)  # start RL even if the gate fails (a labelled control)
+
+    def __post_init__(self):
+        validate(self)
 
 
 def with_seed(settings: R1ZeroSettings) -> R1ZeroSettings:

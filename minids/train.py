@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 
@@ -38,42 +38,36 @@ from .graphs import GraphedTrainStep, prepare_optimizer, set_lr
 from .model import Transformer
 from .tasks import TaskConfig, eval_problems, sample_document
 from .tokenizer import Tokenizer
+from .validation import choice, device as device_field, flag, integer, number, rule, validate
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 3000  # optimiser steps (the step skill appeared at 1,000-1,500 on 4 of 4 seeds)
-    batch_size: int = 32  # documents per step
-    lr: float = 1e-3  # peak learning rate (2e-3 and 3e-3 learned the step skill later, or not at all)
-    min_lr: float = 1e-4  # floor of the cosine decay
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
-    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
-    grad_clip: float = 1.0  # max global gradient norm
-    mask_question: bool = True  # no loss on the (random) question tokens
-    eval_every: int = 250  # steps between evaluations (0: never)
-    eval_size: int = 128  # problems in the evaluation set
-    checkpoint_every: int = 500  # steps between checkpoints when a path is given (0: only at the end)
-    seed: int = 0  # model init and data stream
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    cuda_graph: bool = True  # on CUDA, replay each step as a recorded CUDA graph (minids.graphs)
-    pack: str = "auto"  # "auto" | "yes" | "no": several documents to a row (pack_batch), the same loss for
-    # about half the compute; "auto" packs on a CPU, not on a GPU (at this size a padded step costs it the same)
+    steps: int = integer(3000, ge=1)  # optimiser steps (the step skill appeared at 1,000-1,500 on 4 of 4 seeds)
+    batch_size: int = integer(32, ge=1)  # documents per step
+    lr: float = number(1e-3, gt=0, lt=1)  # peak learning rate (2e-3 and 3e-3 learned the step skill later, or not at all)
+    min_lr: float = number(1e-4, ge=0)  # floor of the cosine decay (at most lr)
+    warmup_steps: int = integer(100, ge=0)  # linear warm-up from 0 to lr
+    weight_decay: float = number(0.1, ge=0)  # AdamW decoupled weight decay (matrices only)
+    grad_clip: float = number(1.0, gt=0)  # max global gradient norm
+    mask_question: bool = flag(True)  # no loss on the (random) question tokens
+    eval_every: int = integer(250, ge=0)  # steps between evaluations (0: never)
+    eval_size: int = integer(128, ge=0)  # problems in the evaluation set
+    checkpoint_every: int = integer(500, ge=0)  # steps between checkpoints when a path is given (0: only at the end)
+    seed: int = integer(0, ge=0, lt=2**32)  # model init and data stream
+    device: str = device_field("auto")  # "auto" | "cpu" | "cuda" | "mps"
+    bf16: bool = flag(True)  # bf16 autocast on CUDA (ignored on CPU)
+    cuda_graph: bool = flag(True)  # on CUDA, replay each step as a recorded CUDA graph (minids.graphs)
+    pack: str = choice("auto", ("auto", "yes", "no"))  # several documents to a row (pack_batch), the same loss
+    # for about half the compute; "auto" packs on a CPU, not on a GPU (at this size a padded step costs it the same)
+
+    RULES: ClassVar[tuple] = (
+        rule("min_lr", lambda c: c.min_lr <= c.lr, lambda c: f"at most lr ({c.lr:g})"),
+        rule("eval_size", lambda c: c.eval_size >= 1 or not c.eval_every, "at least 1 when eval_every > 0"),
+    )
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "eval_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be a non-negative integer, got {getattr(self, name)!r}")
-        if not (0 < self.lr < 1) or not (0 <= self.min_lr <= self.lr):
-            raise ValueError(f"TrainConfig.lr must lie in (0, 1) and min_lr in [0, lr], got lr={self.lr}, "
-                             f"min_lr={self.min_lr}")
-        if self.pack not in ("auto", "yes", "no"):
-            raise ValueError(f"TrainConfig.pack must be 'auto', 'yes' or 'no', got {self.pack!r}")
-        if self.grad_clip <= 0 or self.weight_decay < 0:
-            raise ValueError("TrainConfig.grad_clip must be > 0 and weight_decay >= 0")
+        validate(self)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
