@@ -35,7 +35,7 @@ from typing import Callable, ClassVar
 import torch
 from einops import rearrange
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .device import autocast, resolve_device
 from .generate import MIN_TEMPERATURE, generate
 from .model import Transformer
@@ -43,7 +43,8 @@ from .rewards import RewardConfig, count_self_corrections, parse_completion, sco
 from .tasks import TaskConfig, eval_problems, sample_problem
 from .tokenizer import Tokenizer
 from .validation import choice, device as device_field, flag, integer, nested, number, rule, validate
-from .train import defer_interrupt, end_of_step, make_optimizer, say_interrupted
+from .loop import defer_interrupt, resume_from, run_loop
+from .train import make_optimizer
 
 LOSS_TYPES = ("grpo", "dr_grpo")
 SCALE_REWARDS = ("group", "none")
@@ -94,10 +95,20 @@ def group_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards:
     scaled ones are 1.16, 0.39, -0.39, -1.16. Equal rewards give zero
     advantage: a group where every sample is right (or wrong) teaches nothing.
     """
+    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 1 \
+            or rewards.numel() % num_generations:
+        raise ValueError(f"num_generations must be a positive integer dividing the {rewards.numel()} rewards, "
+                         f"got {num_generations!r}")
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"rewards must be finite numbers; reward {rewards[bad[0]].item()} at position {bad[0]} "
+                         f"(of {len(bad)} non-finite) would make its whole group NaN")
     r = rearrange(rewards.float(), "(p g) -> p g", g=num_generations)  # (P, G)
     adv = r - r.mean(dim=1, keepdim=True)
-    if scale_rewards == "group":
-        adv = adv / (r.std(dim=1, keepdim=True) + eps)
+    if scale_rewards == "group":  # one sample alone has std 0 here (not NaN), so advantage 0
+        adv = adv / (r.std(dim=1, keepdim=True, correction=int(num_generations > 1)) + eps)
     return adv.flatten()  # (P*G,)
 
 
@@ -164,8 +175,10 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
                config: GRPOConfig = GRPOConfig(), *, checkpoint: str | Path | None = None,
                resume: bool = True, callback: Callable[[dict], None] | None = None,
                progress: bool = True) -> GRPOResult:
-    """Run GRPO on `model` in place; returns it with one history record per step."""
-    from tqdm.auto import tqdm
+    """Run GRPO on `model` in place; returns it with one history record per step.
+
+    checkpoint / resume / callback as in `train.pretrain` (the same loop, `minids.loop`).
+    """
     from .evaluate import rollout_stats
 
     device = resolve_device(config.device)
@@ -177,16 +190,13 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
     meta = {"task": asdict(task), "grpo": asdict(config)}
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists() and resume:
-        state = load_checkpoint(checkpoint, device)
-        if state.state.get("grpo") != meta["grpo"] or state.state.get("task") != meta["task"]:
-            raise ValueError(f"checkpoint {checkpoint} was made with different GRPO or task settings; "
-                             f"pass resume=False to start over")
-        model.load_state_dict(state.model.state_dict())
-        opt.load_state_dict(state.state["optimizer"])
+    state = resume_from(checkpoint, model, tokenizer, meta, device, resume,
+                        needs=("step", "history", "optimizer") + (("reference",) if ref is not None else ()))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
         if ref is not None:
-            ref.load_state_dict(state.state["reference"])
-        history, start = list(state.state["history"]), state.state["step"]
+            ref.load_state_dict(state["reference"])
+        history, start = list(state["history"]), state["step"]
 
     def save(step):
         if checkpoint is not None:
@@ -196,28 +206,20 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
 
     eval_set = eval_problems(config.eval_size, seed=4321, config=task) if config.eval_every else []
     G = config.num_generations
-    bar = tqdm(total=config.steps, initial=start, desc="grpo", dynamic_ncols=True, **({} if progress else {"disable": True}))
-    interrupted = False
-    try:
-        for step in range(start, config.steps):
-            record = grpo_step(model, tokenizer, task, config, opt, ref, step, G)
-            if config.eval_every and (step % config.eval_every == 0 or step + 1 == config.steps):
-                greedy = rollout_stats(model, tokenizer, eval_set, temperature=0,
-                                       max_new_tokens=config.max_completion_length)
-                record["eval/greedy_accuracy"] = greedy["accuracy"]
-                record["eval/greedy_think_length"] = greedy["think_length"]
-                model.train()
-            with defer_interrupt():
-                history.append(record)
-            end_of_step(record, step + 1, bar=bar, callback=callback, save=save,
-                        checkpoint_every=config.checkpoint_every,
-                        postfix={"acc": f"{record['accuracy']:.2f}", "think": f"{record['think_length']:.1f}"})
-    except KeyboardInterrupt:
-        interrupted = True
-        say_interrupted(len(history), checkpoint)
-    finally:
-        bar.close()
-    save(history[-1]["step"] if history else start)
+
+    def evaluate(step, record):
+        if config.eval_every and (step % config.eval_every == 0 or step + 1 == config.steps):
+            greedy = rollout_stats(model, tokenizer, eval_set, temperature=0,
+                                   max_new_tokens=config.max_completion_length)
+            record["eval/greedy_accuracy"] = greedy["accuracy"]
+            record["eval/greedy_think_length"] = greedy["think_length"]
+            model.train()
+
+    interrupted = run_loop(lambda step: grpo_step(model, tokenizer, task, config, opt, ref, step, G),
+                           start=start, steps=config.steps, history=history, save=save,
+                           checkpoint_every=config.checkpoint_every, after=evaluate, callback=callback,
+                           postfix=lambda r: {"acc": f"{r['accuracy']:.2f}", "think": f"{r['think_length']:.1f}"},
+                           desc="grpo", progress=progress, checkpoint=checkpoint)
     model.eval()
     return GRPOResult(model=model, history=history, interrupted=interrupted)
 
@@ -233,6 +235,10 @@ def grpo_step(model, tokenizer, task, config: GRPOConfig, opt, ref, step: int, G
                    temperature=config.temperature, seed=config.seed * 1_000_003 + step)
     t_rollout = time.perf_counter() - t0
     scores = score_batch(out.texts, [p.answer for p in rows], config.reward, format_only=config.format_only)
+    for i, r in enumerate(scores["reward"]):
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+            raise ValueError(f"step {step + 1}: the reward of completion {out.texts[i]!r} (prompt {rows[i].prompt!r}) "
+                             f"is {r!r}; rewards must be finite numbers")
     rewards = torch.tensor(scores["reward"], device=device)
     adv = group_advantages(rewards, G, config.scale_rewards)  # (P*G,)
     mask = out.mask.clone()
