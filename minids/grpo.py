@@ -171,6 +171,26 @@ def _think_tokens(tokenizer: Tokenizer, text: str) -> int:
     return think_length(tokenizer, text)
 
 
+def step_problems(task: TaskConfig, config: GRPOConfig, step: int):
+    """The prompts of RL step `step` (0-based): they depend on (seed, step) alone, so a resumed run sees the same."""
+    rng = random.Random(config.seed * 1_000_003 + step)
+    return [sample_problem(rng, task) for _ in range(config.prompts_per_step)]
+
+
+def check_lengths(tokenizer: Tokenizer, task: TaskConfig, config: GRPOConfig, max_seq_len: int,
+                  extra_problems=()) -> None:
+    """Before any work: every prompt the run will see (each step's, the evaluation set's, `extra_problems`)
+    plus max_completion_length must fit the model's context; ValueError saying the largest length that fits."""
+    problems = [p for step in range(config.steps) for p in step_problems(task, config, step)]
+    if config.eval_every:
+        problems += eval_problems(config.eval_size, seed=4321, config=task)
+    longest = max(len(tokenizer.encode(p.prompt, allowed_special="all")) for p in [*problems, *extra_problems])
+    if longest + config.max_completion_length > max_seq_len:
+        raise ValueError(f"GRPOConfig.max_completion_length={config.max_completion_length} plus the longest "
+                         f"prompt ({longest} tokens) exceeds the model's context (max_seq_len={max_seq_len}); "
+                         f"at most {max_seq_len - longest} fits")
+
+
 def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskConfig(),
                config: GRPOConfig = GRPOConfig(), *, checkpoint: str | Path | None = None,
                resume: bool = True, callback: Callable[[dict], None] | None = None,
@@ -182,6 +202,7 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
     from .evaluate import rollout_stats
 
     device = resolve_device(config.device)
+    check_lengths(tokenizer, task, config, model.config.max_seq_len)
     model.to(device).train()
     opt = make_optimizer(model, config.learning_rate, weight_decay=0.0)
     ref = None
@@ -228,8 +249,7 @@ def grpo_step(model, tokenizer, task, config: GRPOConfig, opt, ref, step: int, G
     """One GRPO step: rollouts, rewards, advantages, then num_iterations policy updates."""
     device = model.device
     t0 = time.perf_counter()
-    rng = random.Random(config.seed * 1_000_003 + step)
-    problems = [sample_problem(rng, task) for _ in range(config.prompts_per_step)]
+    problems = step_problems(task, config, step)
     rows = [p for p in problems for _ in range(G)]  # (P*G): each prompt G times, consecutively
     out = generate(model, tokenizer, [p.prompt for p in rows], config.max_completion_length,
                    temperature=config.temperature, seed=config.seed * 1_000_003 + step)

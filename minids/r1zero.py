@@ -29,11 +29,12 @@ import torch
 
 from .device import resolve_device
 from .evaluate import rollout_stats, working_accuracy
-from .grpo import GRPOConfig, grpo_train
+from .grpo import GRPOConfig, check_lengths, grpo_train
 from .model import ModelConfig, Transformer
 from .tasks import TaskConfig, eval_problems
 from .tokenizer import default_tokenizer
 from .train import TrainConfig, pretrain
+from .paths import ensure_writable_folder
 from .validation import device as device_field, flag, integer, nested, validate
 
 GATE = 0.8  # working accuracy the base needs before RL
@@ -79,20 +80,31 @@ def evaluate_model(model, tok, settings: R1ZeroSettings) -> dict:
 
 
 def run_r1zero(out: str | Path, settings: R1ZeroSettings = R1ZeroSettings(), *, progress: bool = True,
-               log=print) -> dict:
-    """Pretrain (or resume), gate, GRPO (or resume), evaluate; returns the summary dict."""
+               log=print, restart: bool = False) -> dict:
+    """Pretrain (or resume), gate, GRPO (or resume), evaluate; returns the summary dict.
+
+    Everything that can be checked is checked before the first step: the
+    settings, the device, the output folder, and that every prompt plus
+    max_completion_length fits the context. restart=True ignores (and
+    overwrites) the checkpoints of an earlier run in `out`.
+    """
+    if not isinstance(settings, R1ZeroSettings):
+        raise ValueError(f"settings must be an R1ZeroSettings, got {type(settings).__name__}")
     settings = with_seed(settings)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tok = default_tokenizer()
     config = settings.model or ModelConfig(vocab_size=tok.vocab_size)
     device = resolve_device(settings.device)
+    extra = eval_problems(settings.eval_size, seed=99, config=settings.task)
+    check_lengths(tok, settings.task, settings.grpo, config.max_seq_len, extra)
+    ensure_writable_folder(out)
     timings = {}
 
     torch.manual_seed(settings.seed)
     model = Transformer(config).to(device)
     t0 = time.perf_counter()
-    pre = pretrain(model, tok, settings.task, settings.pretrain, checkpoint=out / "base.pt", progress=progress)
+    pre = pretrain(model, tok, settings.task, settings.pretrain, checkpoint=out / "base.pt", progress=progress,
+                   resume=not restart)
     timings["pretrain_s"] = time.perf_counter() - t0
     if pre.interrupted:
         return {"interrupted": "pretrain"}
@@ -106,7 +118,8 @@ def run_r1zero(out: str | Path, settings: R1ZeroSettings = R1ZeroSettings(), *, 
             f"(--pretrain-steps), or pass --force to run RL anyway as a control.")
 
     t0 = time.perf_counter()
-    rl = grpo_train(model, tok, settings.task, settings.grpo, checkpoint=out / "rl.pt", progress=progress)
+    rl = grpo_train(model, tok, settings.task, settings.grpo, checkpoint=out / "rl.pt", progress=progress,
+                    resume=not restart)
     timings["grpo_s"] = time.perf_counter() - t0
     timings["rollout_s"] = sum(r["time/rollout"] for r in rl.history)
     with open(out / "history.jsonl", "w") as f:
