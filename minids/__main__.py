@@ -90,10 +90,15 @@ def cmd_pretrain(args):
     from .tokenizer import default_tokenizer
     from .train import TrainConfig, pretrain
 
+    from .device import resolve_device
+    from .paths import ensure_writable_file
+
     tok = default_tokenizer()
     config = _model_config(args, tok.vocab_size, balance=args.balance)
     train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                         device=args.device)
+    resolve_device(train.device)
+    ensure_writable_file(args.out)
     torch.manual_seed(args.seed)
     model = Transformer(config)
     counts = model.num_params()
@@ -136,7 +141,7 @@ def cmd_r1zero(args):
     out = Path(args.out or f"r1zero-{datetime.now():%Y%m%d-%H%M%S}")
     print(f"writing to {out}/")
     try:
-        summary = run_r1zero(out, settings)
+        summary = run_r1zero(out, settings, restart=args.restart)
     except GateError as e:
         sys.exit(f"refusing to start RL: {e}")
     if "interrupted" in summary:
@@ -191,7 +196,13 @@ def cmd_export(args):
     from .checkpoint import load_checkpoint
     from .tasks import eval_problems
 
+    from .paths import ensure_writable_folder
+
     run, dst = Path(args.run), Path(args.dest)
+    for stage in ("base", "rl"):
+        if not (run / f"{stage}.pt").is_file():
+            raise FileNotFoundError(f"no {stage}.pt in {run}: give an r1zero output folder")
+    ensure_writable_folder(dst)
     problems = eval_problems(SHIPPED_EVAL["size"], seed=SHIPPED_EVAL["seed"])
     for stage in ("base", "rl"):
         ckpt = load_checkpoint(run / f"{stage}.pt")
@@ -235,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--balance", default="aux_free", choices=["aux_free", "aux_loss", "none"])
     p.add_argument("--out", default="pretrain.pt", help="checkpoint file (resumed if it exists)")
-    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--restart", action="store_true", help="ignore (and overwrite) an existing checkpoint instead "
+                                                         "of resuming it")
     _add_architecture(p)
     _add_device(p)
     p.set_defaults(func=cmd_pretrain)
@@ -256,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=["filler", "correction"], default=None,
                    help="filler: working may be padded with dots; correction: 'wrong wait right' steps")
     p.add_argument("--force", action="store_true", help="start RL even if the base fails the gate")
+    p.add_argument("--restart", action="store_true", help="ignore (and overwrite) the checkpoints of an earlier "
+                                                         "run in --out instead of resuming them")
     _add_architecture(p, mtp=False)
     _add_device(p)
     p.set_defaults(func=cmd_r1zero)
@@ -294,8 +308,8 @@ def main(argv=None):
             from .device import use_cpu_threads
             use_cpu_threads()  # half the cores: see minids.device.cpu_threads (MINIDS_THREADS=N overrides)
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    except (ValueError, OSError) as e:  # bad input, a refused resume, an unwritable path, a full disk
+        sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 if __name__ == "__main__":

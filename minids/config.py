@@ -6,8 +6,10 @@ One dataclass, checked when it is made, saved inside every checkpoint
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+from .validation import choice, integer, number, rule, validate
 
 BALANCE_MODES = ("aux_free", "aux_loss", "none")
 ATTENTION_KINDS = ("mha", "mla")
@@ -15,84 +17,47 @@ ATTENTION_KINDS = ("mha", "mla")
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 512  # tokens the embedding knows (the tokenizer's vocab_size)
-    max_seq_len: int = 128  # context length: longest sequence the model accepts
-    dim: int = 128  # C, width of the residual stream
-    n_layers: int = 4  # transformer blocks
-    n_heads: int = 4  # attention heads; head dim D = dim // n_heads
-    n_dense_layers: int = 1  # the first layers use a dense FFN instead of MoE (as V3's first 3)
-    inter_dim: int = 256  # hidden width of the dense FFN
-    moe_inter_dim: int = 64  # hidden width of one (fine-grained) expert
-    n_routed_experts: int = 8  # E, routed experts per MoE layer
-    n_shared_experts: int = 1  # always-on experts per MoE layer
-    n_activated_experts: int = 2  # K, routed experts chosen per token
-    route_scale: float = 1.0  # multiplies the routed weights (V3 uses 2.5 at full size)
-    balance: str = "aux_free"  # "aux_free" | "aux_loss" | "none"
-    bias_update_speed: float = 0.01  # aux_free: step of the bias nudge (V3: 0.001 over many more steps)
-    aux_loss_alpha: float = 0.01  # aux_loss: weight of the balance loss
-    rope_theta: float = 10000.0  # RoPE base frequency
-    norm_eps: float = 1e-6  # RMSNorm epsilon
+    vocab_size: int = integer(512, ge=1)  # tokens the embedding knows (the tokenizer's vocab_size)
+    max_seq_len: int = integer(128, ge=1)  # context length: longest sequence the model accepts
+    dim: int = integer(128, ge=1)  # C, width of the residual stream
+    n_layers: int = integer(4, ge=1)  # transformer blocks
+    n_heads: int = integer(4, ge=1)  # attention heads; head dim D = dim // n_heads
+    n_dense_layers: int = integer(1, ge=0)  # the first layers use a dense FFN instead of MoE (as V3's first 3)
+    inter_dim: int = integer(256, ge=1)  # hidden width of the dense FFN
+    moe_inter_dim: int = integer(64, ge=1)  # hidden width of one (fine-grained) expert
+    n_routed_experts: int = integer(8, ge=1)  # E, routed experts per MoE layer
+    n_shared_experts: int = integer(1, ge=0)  # always-on experts per MoE layer
+    n_activated_experts: int = integer(2, ge=1)  # K, routed experts chosen per token
+    route_scale: float = number(1.0, gt=0)  # multiplies the routed weights (V3 uses 2.5 at full size)
+    balance: str = choice("aux_free", BALANCE_MODES)  # "aux_free" | "aux_loss" | "none"
+    bias_update_speed: float = number(0.01, ge=0)  # aux_free: step of the bias nudge (V3: 0.001 over many more steps)
+    aux_loss_alpha: float = number(0.01, ge=0)  # aux_loss: weight of the balance loss
+    rope_theta: float = number(10000.0, gt=0)  # RoPE base frequency
+    norm_eps: float = number(1e-6, gt=0)  # RMSNorm epsilon
     # attention: plain multi-head ("mha"), or V3's Multi-head Latent Attention ("mla", minids/mla.py)
-    attention: str = "mha"  # "mha" | "mla"
-    q_lora_rank: int = 0  # mla: rank of the query's low-rank projection (0: full-rank wq, as V3-Lite)
-    kv_lora_rank: int = 32  # mla: width of the cached latent c_kv (V3: 512)
-    qk_nope_head_dim: int = 32  # mla: per-head query/key part without RoPE (V3: 128)
-    qk_rope_head_dim: int = 16  # mla: per-head query part with RoPE; one RoPE key shared by all heads (V3: 64)
-    v_head_dim: int = 32  # mla: per-head value width (V3: 128)
+    attention: str = choice("mha", ATTENTION_KINDS)  # "mha" | "mla"
+    q_lora_rank: int = integer(0, ge=0)  # mla: rank of the query's low-rank projection (0: full-rank wq, as V3-Lite)
+    kv_lora_rank: int = integer(32, ge=1)  # mla: width of the cached latent c_kv (V3: 512)
+    qk_nope_head_dim: int = integer(32, ge=1)  # mla: per-head query/key part without RoPE (V3: 128)
+    qk_rope_head_dim: int = integer(16, ge=1)  # mla: per-head query part with RoPE; one RoPE key shared by all heads (V3: 64)
+    v_head_dim: int = integer(32, ge=1)  # mla: per-head value width (V3: 128)
     # multi-token prediction (minids/mtp.py)
-    mtp_depth: int = 0  # D extra modules, module d predicting token t+1+d (0: off; V3 uses 1)
-    mtp_loss_weight: float = 0.3  # lambda: weight of the mean MTP loss (V3: 0.3, then 0.1)
+    mtp_depth: int = integer(0, ge=0)  # D extra modules, module d predicting token t+1+d (0: off; V3 uses 1)
+    mtp_loss_weight: float = number(0.3, ge=0)  # lambda: weight of the mean MTP loss (V3: 0.3, then 0.1)
+
+    # rules between fields, checked once every field is valid on its own
+    RULES: ClassVar[tuple] = (
+        rule("dim", lambda c: c.dim % c.n_heads == 0, lambda c: f"divisible by n_heads ({c.n_heads})"),
+        rule("dim", lambda c: (c.dim // c.n_heads) % 2 == 0,
+             lambda c: f"such that dim // n_heads is even for RoPE (n_heads={c.n_heads})"),
+        rule("n_dense_layers", lambda c: c.n_dense_layers <= c.n_layers,
+             lambda c: f"at most n_layers ({c.n_layers})"),
+        rule("n_activated_experts", lambda c: c.n_activated_experts <= c.n_routed_experts,
+             lambda c: f"at most n_routed_experts ({c.n_routed_experts})"),
+    )
 
     def __post_init__(self):
-        positive = ("vocab_size", "max_seq_len", "dim", "n_layers", "n_heads", "inter_dim",
-                    "moe_inter_dim", "n_routed_experts", "n_activated_experts")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("n_dense_layers", "n_shared_experts"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"ModelConfig.{name} must be a non-negative integer, got {value!r}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"ModelConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        if (self.dim // self.n_heads) % 2:
-            raise ValueError(f"ModelConfig.dim // n_heads = {self.dim // self.n_heads} must be even for RoPE")
-        if self.n_dense_layers > self.n_layers:
-            raise ValueError(f"ModelConfig.n_dense_layers ({self.n_dense_layers}) cannot exceed "
-                             f"n_layers ({self.n_layers})")
-        if self.n_activated_experts > self.n_routed_experts:
-            raise ValueError(f"ModelConfig.n_activated_experts ({self.n_activated_experts}) cannot exceed "
-                             f"n_routed_experts ({self.n_routed_experts})")
-        if self.balance not in BALANCE_MODES:
-            raise ValueError(f"ModelConfig.balance must be one of {BALANCE_MODES}, got {self.balance!r}")
-        for name in ("route_scale", "rope_theta", "norm_eps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
-        for name in ("bias_update_speed", "aux_loss_alpha"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"ModelConfig.{name} must be a non-negative number, got {value!r}")
-        self._check_mla_mtp()
-
-    def _check_mla_mtp(self):
-        """The attention kind, MLA's shape and multi-token prediction."""
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"ModelConfig.attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
-        for name in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("q_lora_rank", "mtp_depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"ModelConfig.{name} must be a non-negative integer, got {value!r}")
-        if self.qk_rope_head_dim % 2:
-            raise ValueError(f"ModelConfig.qk_rope_head_dim ({self.qk_rope_head_dim}) must be even for RoPE")
-        value = self.mtp_loss_weight
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"ModelConfig.mtp_loss_weight must be a non-negative number, got {value!r}")
+        validate(self)
 
     @property
     def head_dim(self) -> int:

@@ -30,17 +30,22 @@ in the data differs. Evaluate both with `evaluate.rollout_stats`.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
+from .checkpoint import content_digest, save_checkpoint
 from .device import autocast
 from .evaluate import rollout_stats
 from .model import ModelConfig, Transformer
 from .rewards import EOS, accuracy_reward, parse_completion
 from .tasks import Problem
+from .loop import resume_from, run_loop
 from .tokenizer import Tokenizer
 from .train import TrainConfig, lr_at, make_batch, make_optimizer
+from .validation import Spec, check_value
 
 Trace = tuple[str, str]  # (prompt, completion): ("<|bos|>Q:4+8=?", "<think>4+8=2</think><answer>2</answer><|eos|>")
 
@@ -85,7 +90,8 @@ def student_config(vocab_size: int, dim: int = 64, n_layers: int = 4, n_heads: i
 def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], steps: int, batch_size: int = 32,
              lr: float = 3e-3, seed: int = 0, callback: Callable[[dict], None] | None = None,
              progress: bool = True, *, min_lr: float | None = None, warmup_steps: int | None = None,
-             eval_set: Sequence[Problem] = (), eval_every: int = 0) -> list[dict]:
+             eval_set: Sequence[Problem] = (), eval_every: int = 0, checkpoint: str | Path | None = None,
+             resume: bool = True, checkpoint_every: int = 0) -> list[dict]:
     """Supervised fine-tuning of `student` in place on fixed (prompt, completion) docs -> per-step history.
 
     Each step draws `batch_size` docs at random (a generator seeded by `seed`,
@@ -99,23 +105,38 @@ def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], 
     the last) it also holds "eval/accuracy", "eval/format" and "eval/think_length":
     one sampled completion per problem of `eval_set` (temperature 1, `rollout_stats`).
     `callback` gets each record as it is made, e.g. to draw a live curve.
+    checkpoint: saved every `checkpoint_every` steps (0: only at the end) and on
+    Ctrl-C; an existing one is resumed (the same numbers as a straight run) if
+    it was made with the same student, tokenizer, docs and settings (`minids.loop`).
     """
-    from tqdm.auto import tqdm
-
     if not docs:
         raise ValueError("docs is empty: nothing to fine-tune on")
-    if not isinstance(eval_every, int) or eval_every < 0:
-        raise ValueError(f"eval_every must be a non-negative integer, got {eval_every!r}")
+    check_value(eval_every, Spec("int", ge=0), "eval_every")
+    check_value(checkpoint_every, Spec("int", ge=0), "checkpoint_every")
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10 if min_lr is None else min_lr,
                          warmup_steps=max(1, steps // 10) if warmup_steps is None else warmup_steps,
                          eval_every=0, seed=seed)  # validates the numbers; lr_at reads the schedule from it
     device = student.device
     opt = make_optimizer(student, config.lr, config.weight_decay)
     rng = random.Random(seed)
-    history = []
-    student.train()
-    for step in tqdm(range(steps), desc="fine-tune", dynamic_ncols=True,
-                     **({} if progress else {"disable": True})):
+    history: list[dict] = []
+    start = 0
+    meta = {"distill": {"train": asdict(config), "eval_every": eval_every,
+                        "docs": content_digest({"docs": [list(d) for d in docs]}),
+                        "eval_set": [p.prompt for p in eval_set]}}
+    state = resume_from(checkpoint, student, tokenizer, meta, device, resume, needs=("step", "history", "optimizer", "rng"))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        history, start = list(state["history"]), state["step"]
+        version, internal, gauss = state["rng"]
+        rng.setstate((version, tuple(internal), gauss))
+
+    def save(step):
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, student, tokenizer, {**meta, "step": step, "history": history,
+                                                              "optimizer": opt.state_dict(), "rng": list(rng.getstate())})
+
+    def one_step(step):
         batch = [docs[rng.randrange(len(docs))] for _ in range(batch_size)]
         idx, targets, mask = (t.to(device) for t in make_batch(tokenizer, batch, mask_question=True))
         for group in opt.param_groups:
@@ -127,14 +148,18 @@ def finetune(student: Transformer, tokenizer: Tokenizer, docs: Sequence[Trace], 
         torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
         opt.step()
         student.update_balance_bias()  # a no-op for a dense student; keeps an MoE student balanced
-        record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": opt.param_groups[0]["lr"]}
+        return {"step": step + 1, "loss": out.ce_loss.item(), "lr": opt.param_groups[0]["lr"]}
+
+    def evaluate(step, record):
         if eval_set and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
             stats = rollout_stats(student, tokenizer, eval_set, temperature=1.0, seed=seed)
             record.update({f"eval/{k}": stats[k] for k in ("accuracy", "format", "think_length")})
             student.train()
-        history.append(record)
-        if callback is not None:
-            callback(record)
+
+    student.train()
+    run_loop(one_step, start=start, steps=steps, history=history, save=save, checkpoint_every=checkpoint_every,
+             after=evaluate, callback=callback, postfix=lambda r: {"loss": f"{r['loss']:.3f}"}, desc="fine-tune",
+             progress=progress, checkpoint=checkpoint)
     student.eval()
     return history
 

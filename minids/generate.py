@@ -21,6 +21,7 @@ import torch
 from .graphs import decoder_for
 from .model import KVCache, Transformer
 from .tokenizer import Tokenizer
+from .validation import Spec, check_value
 
 
 # "Has every row stopped?" makes the host wait for the device. A CPU answers at
@@ -76,15 +77,26 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> tor
     return torch.searchsorted(cdf, dart, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)  # (B,)
 
 
-def _check_options(temperature, top_k, top_p, max_new_tokens):
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if not temperature >= 0:  # also catches NaN
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+MIN_TEMPERATURE = 0.01  # below it sampling is greedy in all but name, and logits / T overflow to inf
+OPTIONS = {  # generate's numeric options, checked by the same specs as every config field
+    "max_new_tokens": Spec("int", ge=1),
+    "temperature": Spec("float", ge=0),
+    "top_k": Spec("int", ge=1, optional=True),
+    "top_p": Spec("float", gt=0, le=1, optional=True),
+    "seed": Spec("int", ge=0, lt=2**63, optional=True),
+}
+
+
+def check_options(**options) -> dict:
+    """Check generate's numeric options by their specs (ValueError naming the option); returns them normalised.
+
+    A temperature is 0 (greedy) or at least MIN_TEMPERATURE: in between, logits / T overflow.
+    """
+    out = {name: check_value(value, OPTIONS[name], name) for name, value in options.items()}
+    t = out.get("temperature")
+    if t is not None and 0 < t < MIN_TEMPERATURE:
+        raise ValueError(f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {t!r}")
+    return out
 
 
 def stop_ids_for(tokenizer: Tokenizer, stop: Sequence[str | int]) -> list[int]:
@@ -129,7 +141,10 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
     cuda_graph: on a GPU, replay the decoding step as a recorded CUDA graph
         (minids.graphs; much faster at this size). Ignored on a CPU.
     """
-    _check_options(temperature, top_k, top_p, max_new_tokens)
+    options = check_options(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                            seed=seed)
+    max_new_tokens, temperature, top_k, top_p = (options[k] for k in ("max_new_tokens", "temperature", "top_k",
+                                                                     "top_p"))
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of prompts; wrap a single prompt in a list")
     if len(prompts) == 0:

@@ -30,19 +30,21 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from einops import rearrange
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .device import autocast, resolve_device
-from .generate import generate
+from .generate import MIN_TEMPERATURE, generate
 from .model import Transformer
 from .rewards import RewardConfig, count_self_corrections, parse_completion, score_batch
 from .tasks import TaskConfig, eval_problems, sample_problem
 from .tokenizer import Tokenizer
-from .train import defer_interrupt, end_of_step, make_optimizer, say_interrupted
+from .validation import choice, device as device_field, flag, integer, nested, number, rule, validate
+from .loop import defer_interrupt, resume_from, run_loop
+from .train import make_optimizer
 
 LOSS_TYPES = ("grpo", "dr_grpo")
 SCALE_REWARDS = ("group", "none")
@@ -50,50 +52,36 @@ SCALE_REWARDS = ("group", "none")
 
 @dataclass
 class GRPOConfig:
-    steps: int = 100  # RL steps: one batch of rollouts each
-    prompts_per_step: int = 8  # distinct prompts per step
-    num_generations: int = 8  # G, completions sampled per prompt
-    learning_rate: float = 1e-4  # AdamW learning rate, constant (3e-4 oscillated or collapsed on some seeds)
-    beta: float = 0.0  # KL coefficient towards the frozen starting model (0: no reference kept)
-    epsilon: float = 0.2  # lower clipping range: ratio >= 1 - epsilon
-    epsilon_high: float | None = None  # upper clipping range (None: same as epsilon)
-    num_iterations: int = 1  # mu, policy updates per batch of rollouts (>1 reuses old log-probs)
-    loss_type: str = "dr_grpo"  # "grpo" (per-sequence mean) | "dr_grpo" (constant normaliser)
-    scale_rewards: str = "none"  # "group": divide advantages by the group std | "none"
-    max_completion_length: int = 64  # hard cap on generated tokens
-    mask_truncated_completions: bool = False  # drop completions that hit the cap from the loss
-    temperature: float = 1.0  # sampling temperature for rollouts
-    max_grad_norm: float = 1.0  # gradient clipping
-    format_only: bool = False  # control: reward the format alone, not correctness
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    eval_every: int = 10  # steps between greedy evaluations on a fixed set (0: never)
-    eval_size: int = 64  # problems in that set
-    log_completions: int = 3  # sample completions kept in each step's record
-    checkpoint_every: int = 20  # steps between checkpoints when a path is given
-    seed: int = 0  # rollout sampling and prompt stream
-    device: str = "auto"
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    steps: int = integer(100, ge=1)  # RL steps: one batch of rollouts each
+    prompts_per_step: int = integer(8, ge=1)  # distinct prompts per step
+    num_generations: int = integer(8, ge=2)  # G, completions sampled per prompt (advantages compare >= 2)
+    learning_rate: float = number(1e-4, gt=0, lt=1)  # AdamW learning rate, constant (3e-4 oscillated or collapsed on some seeds)
+    beta: float = number(0.0, ge=0)  # KL coefficient towards the frozen starting model (0: no reference kept)
+    epsilon: float = number(0.2, gt=0, lt=1)  # lower clipping range: ratio >= 1 - epsilon
+    epsilon_high: float | None = number(None, gt=0, optional=True)  # upper clipping range (None: same as epsilon)
+    num_iterations: int = integer(1, ge=1)  # mu, policy updates per batch of rollouts (>1 reuses old log-probs)
+    loss_type: str = choice("dr_grpo", LOSS_TYPES)  # "grpo" (per-sequence mean) | "dr_grpo" (constant normaliser)
+    scale_rewards: str = choice("none", SCALE_REWARDS)  # "group": divide advantages by the group std | "none"
+    max_completion_length: int = integer(64, ge=1)  # hard cap on generated tokens
+    mask_truncated_completions: bool = flag(False)  # drop completions that hit the cap from the loss
+    temperature: float = number(1.0, ge=MIN_TEMPERATURE)  # sampling temperature for rollouts (log-probs divide by it)
+    max_grad_norm: float = number(1.0, gt=0)  # gradient clipping
+    format_only: bool = flag(False)  # control: reward the format alone, not correctness
+    reward: RewardConfig = nested(RewardConfig)
+    eval_every: int = integer(10, ge=0)  # steps between greedy evaluations on a fixed set (0: never)
+    eval_size: int = integer(64, ge=0)  # problems in that set
+    log_completions: int = integer(3, ge=0)  # sample completions kept in each step's record
+    checkpoint_every: int = integer(20, ge=0)  # steps between checkpoints when a path is given (0: only at the end)
+    seed: int = integer(0, ge=0, lt=2**32)  # rollout sampling and prompt stream
+    device: str = device_field("auto")
+    bf16: bool = flag(True)  # bf16 autocast on CUDA (ignored on CPU)
+
+    RULES: ClassVar[tuple] = (
+        rule("eval_size", lambda c: c.eval_size >= 1 or not c.eval_every, "at least 1 when eval_every > 0"),
+    )
 
     def __post_init__(self):
-        for name in ("steps", "prompts_per_step", "num_generations", "num_iterations", "max_completion_length"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"GRPOConfig.{name} must be a positive integer, got {v!r}")
-        if self.num_generations < 2:
-            raise ValueError("GRPOConfig.num_generations must be >= 2: advantages compare samples in a group")
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"GRPOConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if self.scale_rewards not in SCALE_REWARDS:
-            raise ValueError(f"GRPOConfig.scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"GRPOConfig.learning_rate must lie in (0, 1), got {self.learning_rate}")
-        if self.beta < 0 or not math.isfinite(self.beta):
-            raise ValueError(f"GRPOConfig.beta must be >= 0, got {self.beta}")
-        if not 0 < self.epsilon < 1 or (self.epsilon_high is not None and self.epsilon_high <= 0):
-            raise ValueError(f"GRPOConfig.epsilon must lie in (0, 1) and epsilon_high be > 0, "
-                             f"got {self.epsilon}, {self.epsilon_high}")
-        if self.temperature <= 0:
-            raise ValueError(f"GRPOConfig.temperature must be > 0 for sampling, got {self.temperature}")
+        validate(self)
 
 
 # ----------------------------------------------------------------------------- the math, one function each
@@ -107,10 +95,20 @@ def group_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards:
     scaled ones are 1.16, 0.39, -0.39, -1.16. Equal rewards give zero
     advantage: a group where every sample is right (or wrong) teaches nothing.
     """
+    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 1 \
+            or rewards.numel() % num_generations:
+        raise ValueError(f"num_generations must be a positive integer dividing the {rewards.numel()} rewards, "
+                         f"got {num_generations!r}")
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"rewards must be finite numbers; reward {rewards[bad[0]].item()} at position {bad[0]} "
+                         f"(of {len(bad)} non-finite) would make its whole group NaN")
     r = rearrange(rewards.float(), "(p g) -> p g", g=num_generations)  # (P, G)
     adv = r - r.mean(dim=1, keepdim=True)
-    if scale_rewards == "group":
-        adv = adv / (r.std(dim=1, keepdim=True) + eps)
+    if scale_rewards == "group":  # one sample alone has std 0 here (not NaN), so advantage 0
+        adv = adv / (r.std(dim=1, keepdim=True, correction=int(num_generations > 1)) + eps)
     return adv.flatten()  # (P*G,)
 
 
@@ -173,15 +171,38 @@ def _think_tokens(tokenizer: Tokenizer, text: str) -> int:
     return think_length(tokenizer, text)
 
 
+def step_problems(task: TaskConfig, config: GRPOConfig, step: int):
+    """The prompts of RL step `step` (0-based): they depend on (seed, step) alone, so a resumed run sees the same."""
+    rng = random.Random(config.seed * 1_000_003 + step)
+    return [sample_problem(rng, task) for _ in range(config.prompts_per_step)]
+
+
+def check_lengths(tokenizer: Tokenizer, task: TaskConfig, config: GRPOConfig, max_seq_len: int,
+                  extra_problems=()) -> None:
+    """Before any work: every prompt the run will see (each step's, the evaluation set's, `extra_problems`)
+    plus max_completion_length must fit the model's context; ValueError saying the largest length that fits."""
+    problems = [p for step in range(config.steps) for p in step_problems(task, config, step)]
+    if config.eval_every:
+        problems += eval_problems(config.eval_size, seed=4321, config=task)
+    longest = max(len(tokenizer.encode(p.prompt, allowed_special="all")) for p in [*problems, *extra_problems])
+    if longest + config.max_completion_length > max_seq_len:
+        raise ValueError(f"GRPOConfig.max_completion_length={config.max_completion_length} plus the longest "
+                         f"prompt ({longest} tokens) exceeds the model's context (max_seq_len={max_seq_len}); "
+                         f"at most {max_seq_len - longest} fits")
+
+
 def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskConfig(),
                config: GRPOConfig = GRPOConfig(), *, checkpoint: str | Path | None = None,
                resume: bool = True, callback: Callable[[dict], None] | None = None,
                progress: bool = True) -> GRPOResult:
-    """Run GRPO on `model` in place; returns it with one history record per step."""
-    from tqdm.auto import tqdm
+    """Run GRPO on `model` in place; returns it with one history record per step.
+
+    checkpoint / resume / callback as in `train.pretrain` (the same loop, `minids.loop`).
+    """
     from .evaluate import rollout_stats
 
     device = resolve_device(config.device)
+    check_lengths(tokenizer, task, config, model.config.max_seq_len)
     model.to(device).train()
     opt = make_optimizer(model, config.learning_rate, weight_decay=0.0)
     ref = None
@@ -190,16 +211,13 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
     meta = {"task": asdict(task), "grpo": asdict(config)}
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists() and resume:
-        state = load_checkpoint(checkpoint, device)
-        if state.state.get("grpo") != meta["grpo"] or state.state.get("task") != meta["task"]:
-            raise ValueError(f"checkpoint {checkpoint} was made with different GRPO or task settings; "
-                             f"pass resume=False to start over")
-        model.load_state_dict(state.model.state_dict())
-        opt.load_state_dict(state.state["optimizer"])
+    state = resume_from(checkpoint, model, tokenizer, meta, device, resume,
+                        needs=("step", "history", "optimizer") + (("reference",) if ref is not None else ()))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
         if ref is not None:
-            ref.load_state_dict(state.state["reference"])
-        history, start = list(state.state["history"]), state.state["step"]
+            ref.load_state_dict(state["reference"])
+        history, start = list(state["history"]), state["step"]
 
     def save(step):
         if checkpoint is not None:
@@ -209,28 +227,20 @@ def grpo_train(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = Task
 
     eval_set = eval_problems(config.eval_size, seed=4321, config=task) if config.eval_every else []
     G = config.num_generations
-    bar = tqdm(total=config.steps, initial=start, desc="grpo", dynamic_ncols=True, **({} if progress else {"disable": True}))
-    interrupted = False
-    try:
-        for step in range(start, config.steps):
-            record = grpo_step(model, tokenizer, task, config, opt, ref, step, G)
-            if config.eval_every and (step % config.eval_every == 0 or step + 1 == config.steps):
-                greedy = rollout_stats(model, tokenizer, eval_set, temperature=0,
-                                       max_new_tokens=config.max_completion_length)
-                record["eval/greedy_accuracy"] = greedy["accuracy"]
-                record["eval/greedy_think_length"] = greedy["think_length"]
-                model.train()
-            with defer_interrupt():
-                history.append(record)
-            end_of_step(record, step + 1, bar=bar, callback=callback, save=save,
-                        checkpoint_every=config.checkpoint_every,
-                        postfix={"acc": f"{record['accuracy']:.2f}", "think": f"{record['think_length']:.1f}"})
-    except KeyboardInterrupt:
-        interrupted = True
-        say_interrupted(len(history), checkpoint)
-    finally:
-        bar.close()
-    save(history[-1]["step"] if history else start)
+
+    def evaluate(step, record):
+        if config.eval_every and (step % config.eval_every == 0 or step + 1 == config.steps):
+            greedy = rollout_stats(model, tokenizer, eval_set, temperature=0,
+                                   max_new_tokens=config.max_completion_length)
+            record["eval/greedy_accuracy"] = greedy["accuracy"]
+            record["eval/greedy_think_length"] = greedy["think_length"]
+            model.train()
+
+    interrupted = run_loop(lambda step: grpo_step(model, tokenizer, task, config, opt, ref, step, G),
+                           start=start, steps=config.steps, history=history, save=save,
+                           checkpoint_every=config.checkpoint_every, after=evaluate, callback=callback,
+                           postfix=lambda r: {"acc": f"{r['accuracy']:.2f}", "think": f"{r['think_length']:.1f}"},
+                           desc="grpo", progress=progress, checkpoint=checkpoint)
     model.eval()
     return GRPOResult(model=model, history=history, interrupted=interrupted)
 
@@ -239,13 +249,16 @@ def grpo_step(model, tokenizer, task, config: GRPOConfig, opt, ref, step: int, G
     """One GRPO step: rollouts, rewards, advantages, then num_iterations policy updates."""
     device = model.device
     t0 = time.perf_counter()
-    rng = random.Random(config.seed * 1_000_003 + step)
-    problems = [sample_problem(rng, task) for _ in range(config.prompts_per_step)]
+    problems = step_problems(task, config, step)
     rows = [p for p in problems for _ in range(G)]  # (P*G): each prompt G times, consecutively
     out = generate(model, tokenizer, [p.prompt for p in rows], config.max_completion_length,
                    temperature=config.temperature, seed=config.seed * 1_000_003 + step)
     t_rollout = time.perf_counter() - t0
     scores = score_batch(out.texts, [p.answer for p in rows], config.reward, format_only=config.format_only)
+    for i, r in enumerate(scores["reward"]):
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+            raise ValueError(f"step {step + 1}: the reward of completion {out.texts[i]!r} (prompt {rows[i].prompt!r}) "
+                             f"is {r!r}; rewards must be finite numbers")
     rewards = torch.tensor(scores["reward"], device=device)
     adv = group_advantages(rewards, G, config.scale_rewards)  # (P*G,)
     mask = out.mask.clone()

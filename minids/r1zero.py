@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from .device import resolve_device
 from .evaluate import rollout_stats, working_accuracy
-from .grpo import GRPOConfig, grpo_train
+from .grpo import GRPOConfig, check_lengths, grpo_train
 from .model import ModelConfig, Transformer
 from .tasks import TaskConfig, eval_problems
 from .tokenizer import default_tokenizer
 from .train import TrainConfig, pretrain
+from .paths import ensure_writable_folder
+from .validation import device as device_field, flag, integer, nested, validate
 
 GATE = 0.8  # working accuracy the base needs before RL
 
@@ -44,15 +46,18 @@ class GateError(RuntimeError):
 
 @dataclass
 class R1ZeroSettings:
-    seed: int = 0
-    device: str = "auto"
-    model: ModelConfig | None = None  # None: the default config with the default tokenizer's vocab
-    task: TaskConfig = field(default_factory=TaskConfig)
-    pretrain: TrainConfig = field(default_factory=TrainConfig)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    eval_size: int = 128  # problems for the before/after evaluation
-    eval_samples: int = 2  # samples per problem for sampled accuracy
-    force: bool = False  # start RL even if the gate fails (a labelled control)
+    seed: int = integer(0, ge=0, lt=2**32)
+    device: str = device_field("auto")
+    model: ModelConfig | None = nested(ModelConfig, optional=True)  # None: the default config with the default tokenizer's vocab
+    task: TaskConfig = nested(TaskConfig)
+    pretrain: TrainConfig = nested(TrainConfig)
+    grpo: GRPOConfig = nested(GRPOConfig)
+    eval_size: int = integer(128, ge=1)  # problems for the before/after evaluation
+    eval_samples: int = integer(2, ge=1)  # samples per problem for sampled accuracy
+    force: bool = flag(False)  # start RL even if the gate fails (a labelled control)
+
+    def __post_init__(self):
+        validate(self)
 
 
 def with_seed(settings: R1ZeroSettings) -> R1ZeroSettings:
@@ -75,20 +80,31 @@ def evaluate_model(model, tok, settings: R1ZeroSettings) -> dict:
 
 
 def run_r1zero(out: str | Path, settings: R1ZeroSettings = R1ZeroSettings(), *, progress: bool = True,
-               log=print) -> dict:
-    """Pretrain (or resume), gate, GRPO (or resume), evaluate; returns the summary dict."""
+               log=print, restart: bool = False) -> dict:
+    """Pretrain (or resume), gate, GRPO (or resume), evaluate; returns the summary dict.
+
+    Everything that can be checked is checked before the first step: the
+    settings, the device, the output folder, and that every prompt plus
+    max_completion_length fits the context. restart=True ignores (and
+    overwrites) the checkpoints of an earlier run in `out`.
+    """
+    if not isinstance(settings, R1ZeroSettings):
+        raise ValueError(f"settings must be an R1ZeroSettings, got {type(settings).__name__}")
     settings = with_seed(settings)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tok = default_tokenizer()
     config = settings.model or ModelConfig(vocab_size=tok.vocab_size)
     device = resolve_device(settings.device)
+    extra = eval_problems(settings.eval_size, seed=99, config=settings.task)
+    check_lengths(tok, settings.task, settings.grpo, config.max_seq_len, extra)
+    ensure_writable_folder(out)
     timings = {}
 
     torch.manual_seed(settings.seed)
     model = Transformer(config).to(device)
     t0 = time.perf_counter()
-    pre = pretrain(model, tok, settings.task, settings.pretrain, checkpoint=out / "base.pt", progress=progress)
+    pre = pretrain(model, tok, settings.task, settings.pretrain, checkpoint=out / "base.pt", progress=progress,
+                   resume=not restart)
     timings["pretrain_s"] = time.perf_counter() - t0
     if pre.interrupted:
         return {"interrupted": "pretrain"}
@@ -102,7 +118,8 @@ def run_r1zero(out: str | Path, settings: R1ZeroSettings = R1ZeroSettings(), *, 
             f"(--pretrain-steps), or pass --force to run RL anyway as a control.")
 
     t0 = time.perf_counter()
-    rl = grpo_train(model, tok, settings.task, settings.grpo, checkpoint=out / "rl.pt", progress=progress)
+    rl = grpo_train(model, tok, settings.task, settings.grpo, checkpoint=out / "rl.pt", progress=progress,
+                    resume=not restart)
     timings["grpo_s"] = time.perf_counter() - t0
     timings["rollout_s"] = sum(r["time/rollout"] for r in rl.history)
     with open(out / "history.jsonl", "w") as f:

@@ -21,11 +21,12 @@ chain-of-thought during training would be something we bought, not something
 that emerged because longer working helps get the answer right.
 """
 
-import math
 import re
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Sequence
+
+from .validation import number, validate
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -159,15 +160,11 @@ def accuracy_reward(text: str, gold: int | str) -> float:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    correct: float = 1.0  # paid for a correct answer in a well-formed completion
-    format: float = 0.1  # paid for keeping the format (whether or not correct)
+    correct: float = number(1.0, ge=0)  # paid for a correct answer in a well-formed completion
+    format: float = number(0.1, ge=0)  # paid for keeping the format (whether or not correct)
 
     def __post_init__(self):
-        for name in ("correct", "format"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"RewardConfig.{name} must be a finite float, got {value!r}")
-            object.__setattr__(self, name, float(value))  # store 1 as 1.0
+        validate(self)  # finite and >= 0: a negative reward would push towards the behaviour it punishes
 
 
 def total_reward(text: str, gold, config: RewardConfig = RewardConfig(), *, format_only: bool = False) -> float:

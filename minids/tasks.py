@@ -36,46 +36,36 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .rewards import RewardConfig, total_reward
+from .validation import integer, number, rule, text, validate
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    min_operands: int = 3  # numbers per problem, at least
-    max_operands: int = 8  # numbers per problem, at most
-    max_operand: int = 9  # operands are drawn from 0..max_operand
-    modulus: int | None = 10  # results are taken mod this; None for plain integer arithmetic
-    ops: str = "+-"  # operators to draw from
-    share_direct: float = 0.5  # documents with an empty think block
-    share_partial: float = 0.3  # documents with the first k < n steps of the working
-    share_complete: float = 0.2  # documents with every step
-    share_sloppy: float = 0.1  # documents (of any kind) written without the answer tags
-    share_correction: float = 0.0  # complete working: chance per step of "wrong wait right"
-    filler_max: int = 0  # working may carry up to this many filler dots between steps
+    min_operands: int = integer(3, ge=2)  # numbers per problem, at least
+    max_operands: int = integer(8, ge=2)  # numbers per problem, at most
+    max_operand: int = integer(9, ge=1)  # operands are drawn from 0..max_operand
+    modulus: int | None = integer(10, ge=2, optional=True)  # results are taken mod this; None for plain integers
+    ops: str = text("+-", r"[+\-*]+", "a non-empty string of '+', '-', '*'")  # operators to draw from
+    share_direct: float = number(0.5, ge=0, le=1)  # documents with an empty think block
+    share_partial: float = number(0.3, ge=0, le=1)  # documents with the first k < n steps of the working
+    share_complete: float = number(0.2, ge=0, le=1)  # documents with every step
+    share_sloppy: float = number(0.1, ge=0, le=1)  # documents (of any kind) written without the answer tags
+    share_correction: float = number(0.0, ge=0, le=1)  # complete working: chance per step of "wrong wait right"
+    filler_max: int = integer(0, ge=0)  # working may carry up to this many filler dots between steps
+
+    RULES: ClassVar[tuple] = (
+        rule("min_operands", lambda c: c.min_operands <= c.max_operands,
+             lambda c: f"at most max_operands ({c.max_operands})"),
+        rule("share_complete", lambda c: abs(c.share_direct + c.share_partial + c.share_complete - 1) <= 1e-6,
+             lambda c: f"such that share_direct + share_partial + share_complete is 1 (the three sum to "
+                       f"{c.share_direct + c.share_partial + c.share_complete:g})"),
+    )
 
     def __post_init__(self):
-        for name in ("min_operands", "max_operands", "max_operand"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < (2 if name != "max_operand" else 1):
-                raise ValueError(f"TaskConfig.{name} must be an integer >= {2 if name != 'max_operand' else 1}, "
-                                 f"got {v!r}")
-        if self.min_operands > self.max_operands:
-            raise ValueError(f"TaskConfig.min_operands ({self.min_operands}) exceeds max_operands "
-                             f"({self.max_operands})")
-        if self.modulus is not None and (not isinstance(self.modulus, int) or self.modulus < 2):
-            raise ValueError(f"TaskConfig.modulus must be an integer >= 2 or None, got {self.modulus!r}")
-        if not self.ops or set(self.ops) - set("+-*"):
-            raise ValueError(f"TaskConfig.ops must be a non-empty string of '+', '-', '*', got {self.ops!r}")
-        for name in ("share_direct", "share_partial", "share_complete", "share_sloppy", "share_correction"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"TaskConfig.{name} must lie in [0, 1], got {v!r}")
-        total = self.share_direct + self.share_partial + self.share_complete
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"TaskConfig.share_direct + share_partial + share_complete must be 1, got {total:g}")
-        if not isinstance(self.filler_max, int) or self.filler_max < 0:
-            raise ValueError(f"TaskConfig.filler_max must be a non-negative integer, got {self.filler_max!r}")
+        validate(self)
 
 
 def _apply(op: str, a: int, b: int, modulus: int | None) -> int:

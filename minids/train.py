@@ -18,62 +18,54 @@ at this scale:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .device import autocast, resolve_device
 from .evaluate import answer_accuracy, working_accuracy
 from .graphs import GraphedTrainStep, prepare_optimizer, set_lr
+from .loop import defer_interrupt, resume_from, run_loop, say_interrupted  # noqa: F401 (re-exported)
 from .model import Transformer
 from .tasks import TaskConfig, eval_problems, sample_document
 from .tokenizer import Tokenizer
+from .validation import choice, device as device_field, flag, integer, number, rule, validate
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 3000  # optimiser steps (the step skill appeared at 1,000-1,500 on 4 of 4 seeds)
-    batch_size: int = 32  # documents per step
-    lr: float = 1e-3  # peak learning rate (2e-3 and 3e-3 learned the step skill later, or not at all)
-    min_lr: float = 1e-4  # floor of the cosine decay
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
-    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
-    grad_clip: float = 1.0  # max global gradient norm
-    mask_question: bool = True  # no loss on the (random) question tokens
-    eval_every: int = 250  # steps between evaluations (0: never)
-    eval_size: int = 128  # problems in the evaluation set
-    checkpoint_every: int = 500  # steps between checkpoints when a path is given (0: only at the end)
-    seed: int = 0  # model init and data stream
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    cuda_graph: bool = True  # on CUDA, replay each step as a recorded CUDA graph (minids.graphs)
-    pack: str = "auto"  # "auto" | "yes" | "no": several documents to a row (pack_batch), the same loss for
-    # about half the compute; "auto" packs on a CPU, not on a GPU (at this size a padded step costs it the same)
+    steps: int = integer(3000, ge=1)  # optimiser steps (the step skill appeared at 1,000-1,500 on 4 of 4 seeds)
+    batch_size: int = integer(32, ge=1)  # documents per step
+    lr: float = number(1e-3, gt=0, lt=1)  # peak learning rate (2e-3 and 3e-3 learned the step skill later, or not at all)
+    min_lr: float = number(1e-4, ge=0)  # floor of the cosine decay (at most lr)
+    warmup_steps: int = integer(100, ge=0)  # linear warm-up from 0 to lr
+    weight_decay: float = number(0.1, ge=0)  # AdamW decoupled weight decay (matrices only)
+    grad_clip: float = number(1.0, gt=0)  # max global gradient norm
+    mask_question: bool = flag(True)  # no loss on the (random) question tokens
+    eval_every: int = integer(250, ge=0)  # steps between evaluations (0: never)
+    eval_size: int = integer(128, ge=0)  # problems in the evaluation set
+    checkpoint_every: int = integer(500, ge=0)  # steps between checkpoints when a path is given (0: only at the end)
+    seed: int = integer(0, ge=0, lt=2**32)  # model init and data stream
+    device: str = device_field("auto")  # "auto" | "cpu" | "cuda" | "mps"
+    bf16: bool = flag(True)  # bf16 autocast on CUDA (ignored on CPU)
+    cuda_graph: bool = flag(True)  # on CUDA, replay each step as a recorded CUDA graph (minids.graphs)
+    pack: str = choice("auto", ("auto", "yes", "no"))  # several documents to a row (pack_batch), the same loss
+    # for about half the compute; "auto" packs on a CPU, not on a GPU (at this size a padded step costs it the same)
+
+    RULES: ClassVar[tuple] = (
+        rule("min_lr", lambda c: c.min_lr <= c.lr, lambda c: f"at most lr ({c.lr:g})"),
+        rule("eval_size", lambda c: c.eval_size >= 1 or not c.eval_every, "at least 1 when eval_every > 0"),
+    )
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "eval_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be a non-negative integer, got {getattr(self, name)!r}")
-        if not (0 < self.lr < 1) or not (0 <= self.min_lr <= self.lr):
-            raise ValueError(f"TrainConfig.lr must lie in (0, 1) and min_lr in [0, lr], got lr={self.lr}, "
-                             f"min_lr={self.min_lr}")
-        if self.pack not in ("auto", "yes", "no"):
-            raise ValueError(f"TrainConfig.pack must be 'auto', 'yes' or 'no', got {self.pack!r}")
-        if self.grad_clip <= 0 or self.weight_decay < 0:
-            raise ValueError("TrainConfig.grad_clip must be > 0 and weight_decay >= 0")
+        validate(self)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -172,38 +164,6 @@ def make_optimizer(model: Transformer, lr: float, weight_decay: float) -> torch.
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), **impl)
 
 
-@contextlib.contextmanager
-def defer_interrupt():
-    """Hold Ctrl-C until the block ends, so an optimiser step is never half applied."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
-def end_of_step(record: dict, step: int, *, bar, postfix: dict, callback, save, checkpoint_every: int):
-    """What every training loop does after step `step` (1-based) has landed in the history:
-    update the progress bar, hand the record to the callback, checkpoint every `checkpoint_every` steps."""
-    bar.update(1)
-    bar.set_postfix(**postfix)
-    if callback is not None:
-        callback(record)
-    if checkpoint_every and step % checkpoint_every == 0:
-        save(step)
-
-
-def say_interrupted(step: int, checkpoint) -> None:
-    print(f"\ninterrupted after step {step}" + (f"; saved to {checkpoint}, run again to resume"
-                                                 if checkpoint is not None else ""))
-
-
 def load_stats(traces: list) -> dict:
     """Per MoE layer (RouteTraces of one pass): the fraction of routed slots each expert got, and its bias."""
     if not traces:
@@ -270,11 +230,11 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
 
     checkpoint: a file to save to every `checkpoint_every` steps and at the end.
         If it exists and resume=True, training continues from it (the same
-        numbers as an uninterrupted run). Ctrl-C saves and returns cleanly.
+        numbers as an uninterrupted run), provided it was made with the same
+        model config, tokenizer, task and settings (`loop.resume_from`).
+        Ctrl-C saves and returns cleanly.
     callback: called with each step's record (dict), e.g. to draw live plots.
     """
-    from tqdm.auto import tqdm
-
     device = resolve_device(config.device)
     model.to(device)
     model.train()
@@ -282,15 +242,8 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
     history: list[dict] = []
     start = 0
     meta = {"task": asdict(task), "train": asdict(config)}
-    if checkpoint is not None and Path(checkpoint).exists() and resume:
-        ckpt = load_checkpoint(checkpoint, device)
-        state = ckpt.state
-        for key in ("task", "train"):
-            if state.get(key) != meta[key]:
-                changed = sorted(k for k in meta[key] if state.get(key, {}).get(k) != meta[key][k])
-                raise ValueError(f"checkpoint {checkpoint} was made with different {key} settings "
-                                 f"({', '.join(changed)}); pass resume=False to start over")
-        model.load_state_dict(ckpt.model.state_dict())
+    state = resume_from(checkpoint, model, tokenizer, meta, device, resume)
+    if state is not None:
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), state["step"]
 
@@ -306,7 +259,6 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
     run_step = make_train_step(model, opt, grad_clip=config.grad_clip, bf16=config.bf16, pad_id=tokenizer.pad_id,
                                cuda_graph=config.cuda_graph)
     problems = eval_problems(config.eval_size) if config.eval_every else []
-    bar = tqdm(total=config.steps, initial=start, desc="pretrain", dynamic_ncols=True, **({} if progress else {"disable": True}))
     # the sequence-wise balance loss is defined per document, so with it each document keeps its own row
     pack = (config.pack == "yes" or (config.pack == "auto" and device.type == "cpu")) \
         and model.config.balance != "aux_loss"
@@ -319,41 +271,35 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
         idx, targets, mask = make_batch(tokenizer, docs, config.mask_question)
         return idx, targets, mask, (idx != tokenizer.pad_id).long()
 
-    step = start
-    interrupted = False
     upcoming = batch(start) if start < config.steps else None
-    try:
-        for step in range(start, config.steps):
-            t0 = time.perf_counter()
-            idx, targets, mask, segments = upcoming
-            n_tokens = int((segments != 0).sum())
-            lr = lr_at(step, config)
-            with defer_interrupt():  # the step and its record land together, or not at all
-                set_lr(opt, lr)
-                out, traces = run_step(idx, targets, mask, segments)
-                if step + 1 < config.steps:  # made while a GPU is still busy with this step
-                    upcoming = batch(step + 1)
-                record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(traces)}
-                if out.aux_loss is not None:
-                    record["aux_loss"] = out.aux_loss.item()
-                if out.mtp_loss is not None:  # multi-token prediction, logged apart from "loss"
-                    record["mtp_loss"] = out.mtp_loss.item()
-                history.append(record)
-            record["tokens_per_s"] = n_tokens / (time.perf_counter() - t0)
-            if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["eval/working_accuracy"] = working_accuracy(model, tokenizer, problems)
-                record["eval/acc_no_working"] = answer_accuracy(model, tokenizer, problems, k=0)
-                model.train()
-            end_of_step(record, step + 1, bar=bar, callback=callback, save=save,
-                        checkpoint_every=config.checkpoint_every,
-                        postfix={"loss": f"{record['loss']:.3f}", "tok_s": f"{record['tokens_per_s']:.0f}"})
-        step = config.steps
-    except KeyboardInterrupt:
-        interrupted = True
-        step = history[-1]["step"] if history else start
-        say_interrupted(step, checkpoint)
-    finally:
-        bar.close()
-    save(step)
+
+    def one_step(step):
+        nonlocal upcoming
+        t0 = time.perf_counter()
+        idx, targets, mask, segments = upcoming
+        n_tokens = int((segments != 0).sum())
+        lr = lr_at(step, config)
+        set_lr(opt, lr)
+        out, traces = run_step(idx, targets, mask, segments)
+        if step + 1 < config.steps:  # made while a GPU is still busy with this step
+            upcoming = batch(step + 1)
+        record = {"step": step + 1, "loss": out.ce_loss.item(), "lr": lr, **load_stats(traces)}
+        if out.aux_loss is not None:
+            record["aux_loss"] = out.aux_loss.item()
+        if out.mtp_loss is not None:  # multi-token prediction, logged apart from "loss"
+            record["mtp_loss"] = out.mtp_loss.item()
+        record["tokens_per_s"] = n_tokens / (time.perf_counter() - t0)
+        return record
+
+    def evaluate(step, record):
+        if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+            record["eval/working_accuracy"] = working_accuracy(model, tokenizer, problems)
+            record["eval/acc_no_working"] = answer_accuracy(model, tokenizer, problems, k=0)
+            model.train()
+
+    interrupted = run_loop(one_step, start=start, steps=config.steps, history=history, save=save,
+                           checkpoint_every=config.checkpoint_every, after=evaluate, callback=callback,
+                           postfix=lambda r: {"loss": f"{r['loss']:.3f}", "tok_s": f"{r['tokens_per_s']:.0f}"},
+                           desc="pretrain", progress=progress, checkpoint=checkpoint)
     model.eval()
     return PretrainResult(model=model, history=history, interrupted=interrupted)

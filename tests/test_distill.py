@@ -79,3 +79,37 @@ def test_finetune_lowers_loss_and_is_reproducible(tok):
     assert lrs[0] < lrs[3] == pytest.approx(1e-2) and lrs[-1] == pytest.approx(1e-3, rel=0.05)
     with pytest.raises(ValueError):
         finetune(student, tok, [], steps=1, progress=False)
+
+
+def test_finetune_interrupted_and_resumed_equals_a_straight_run(tok, tmp_path):
+    """Distillation uses the same resumable loop: Ctrl-C at step 5 saves; resuming reaches exactly the
+    losses and weights of an uninterrupted run; other docs are refused."""
+    from minids.loop import ResumeMismatch
+    docs = [(P[0].prompt, "<think>7+5=2,2-9=3,3+3=6</think><answer>6</answer><|eos|>"),
+            (P[1].prompt, "<think>4+8=2</think><answer>2</answer><|eos|>")]
+    cfg = student_config(tok.vocab_size, dim=32, n_layers=2, n_heads=2, inter_dim=64, max_seq_len=96)
+
+    def student(seed=0):
+        torch.manual_seed(seed)
+        return Transformer(cfg)
+
+    kw = dict(steps=10, batch_size=2, lr=1e-2, seed=3, progress=False)
+    straight_model = student()
+    straight = finetune(straight_model, tok, docs, **kw)
+
+    def ctrl_c_at_5(record):
+        if record["step"] == 5:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "student.pt"
+    first = finetune(student(), tok, docs, checkpoint=ckpt, callback=ctrl_c_at_5, **kw)
+    assert [r["step"] for r in first] == [1, 2, 3, 4, 5]
+    resumed_model = student(seed=99)
+    resumed = finetune(resumed_model, tok, docs, checkpoint=ckpt, **kw)
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    a, b = straight_model.state_dict(), resumed_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ResumeMismatch, match="distill.docs"):
+        finetune(student(), tok, docs[:1], checkpoint=ckpt, **kw)
+    with pytest.raises(ResumeMismatch, match="distill.train.lr"):
+        finetune(student(), tok, docs, checkpoint=ckpt, **{**kw, "lr": 2e-2})

@@ -317,3 +317,38 @@ def test_masked_truncated_completions_contribute_nothing(pretrained, tok, monkey
             assert changed(before, model) == []
         else:
             assert rec["grad_norm"] > 0 and changed(before, model)
+
+
+# ----------------------------------------------------------------------------- degenerate inputs, no NaN
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_rewards_are_refused(bad):
+    with pytest.raises(ValueError, match="rewards must be finite.*position 2"):
+        group_advantages(torch.tensor([1.0, 0.0, bad, 0.0]), 2, "group")
+
+
+def test_non_finite_reward_in_training_names_the_completion(pretrained, tok, monkeypatch):
+    def nan_scores(texts, golds, config, format_only=False):
+        return {"reward": [math.nan] + [0.0] * (len(texts) - 1), "accuracy": [0.0] * len(texts),
+                "format": [0.0] * len(texts)}
+    monkeypatch.setattr(grpo_mod, "score_batch", nan_scores)
+    before = params(pretrained)
+    with pytest.raises(ValueError, match=r"step 1: the reward of completion '.*' \(prompt '<\|bos\|>Q:.*'\) is nan"):
+        grpo_train(copy.deepcopy(pretrained), tok, TOY_TASK, rl_config(), progress=False)
+    assert changed(before, pretrained) == []
+
+
+def test_one_sample_groups_give_zero_advantage_not_nan():
+    adv = group_advantages(torch.tensor([3.0, 1.0, 2.0]), 1, "group")
+    assert torch.equal(adv, torch.zeros(3))
+    with pytest.raises(ValueError, match="num_generations"):
+        group_advantages(torch.tensor([3.0, 1.0, 2.0]), 2)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo"])
+def test_empty_completions_give_zero_loss_not_nan(loss_type):
+    logp = torch.randn(4, 5, requires_grad=True)
+    mask = torch.zeros(4, 5, dtype=torch.bool)  # every completion empty
+    loss, stats = grpo_loss(logp, logp.detach(), torch.tensor([1.0, -1.0, 0.5, -0.5]), mask, loss_type=loss_type)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(logp.grad).all() and stats["clip_ratio"] == 0.0

@@ -28,3 +28,11 @@ def test_rl_checkpoint_beats_its_base():
 def test_unknown_shipped_name_is_a_clear_error():
     with pytest.raises(ValueError, match="r1zero-base"):
         load_pretrained("gpt-5")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoint_carries_a_verified_checksum(name):
+    import torch
+    from minids.checkpoint import VERSION, content_digest, shipped_path
+    payload = torch.load(shipped_path(name), weights_only=True)
+    assert payload["version"] == VERSION and payload["checksum"] == content_digest(payload)

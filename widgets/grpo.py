@@ -26,7 +26,8 @@ from IPython.display import clear_output, display
 from plotly.subplots import make_subplots
 
 from minids.grpo import group_advantages, grpo_loss
-from widgets.common import GREY, NEG, POS
+from widgets.common import GREY, NEG, POS, message_html
+from widgets.guard import bad_controls
 
 # ----------------------------------------------------------------------------- compute
 
@@ -157,6 +158,10 @@ class AdvantagePlayground(widgets.VBox):
         return advantage_summary([s.value for s in self.sliders], self.scale.value)
 
     def _refresh(self, _=None):
+        message = bad_controls(*self.sliders)
+        if message:
+            self.caption.value = message_html(message)
+            return
         s = self.summary
         self.caption.value = f"<b>{html.escape(advantage_caption(s))}</b>"
         self.fig = advantage_figure(s)  # what the output shows now, kept for tests

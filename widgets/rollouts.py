@@ -31,6 +31,7 @@ from minids.rewards import EOS, SPECIALS, TAGS, RewardConfig, parse_completion, 
 from minids.tasks import Problem, eval_problems, parse_problem
 from minids.tokenizer import Tokenizer
 from widgets.common import GREY, NEG, POS, check_text, message_html
+from widgets.guard import bad_controls
 
 # ----------------------------------------------------------------------------- compute
 
@@ -288,6 +289,7 @@ class RolloutInspector(widgets.VBox):
     def _refresh(self, _=None):
         limit = self.model.config.max_seq_len - self.max_new_tokens
         problem, msg = parse_question(self.question.value, self.tokenizer, limit)
+        msg = msg or bad_controls(self.G, self.temperature)
         if msg:
             self.rows, self.fig = [], None
             self.caption.value = message_html(msg)
@@ -295,9 +297,13 @@ class RolloutInspector(widgets.VBox):
             with self.out:
                 clear_output()
             return
-        self.rows = sample_group(self.model, self.tokenizer, problem, self.G.value,
-                                 temperature=self.temperature.value, seed=self.seed,
-                                 max_new_tokens=self.max_new_tokens, scale_rewards=self.scale_rewards)
+        try:
+            self.rows = sample_group(self.model, self.tokenizer, problem, self.G.value,
+                                     temperature=self.temperature.value, seed=self.seed,
+                                     max_new_tokens=self.max_new_tokens, scale_rewards=self.scale_rewards)
+        except ValueError as e:  # e.g. a temperature generate refuses: say so instead of raising
+            self.rows, self.caption.value, self.table.value = [], message_html(str(e)), ""
+            return
         n_ok = sum(r["accuracy"] for r in self.rows)
         n_fmt = sum(r["format"] for r in self.rows)
         mean = sum(r["reward"] for r in self.rows) / len(self.rows)

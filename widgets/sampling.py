@@ -26,6 +26,7 @@ from minids.generate import filter_logits, generate
 from minids.model import Transformer
 from minids.tokenizer import Tokenizer
 from widgets.common import check_text, message_html, show_piece
+from widgets.guard import bad_controls
 
 # ----------------------------------------------------------------------------- compute
 
@@ -187,6 +188,10 @@ class SamplingWidget(widgets.VBox):
     def _draw(self):
         if self._logits is None:
             return
+        message = bad_controls(self.temperature, self.top_p)
+        if message:
+            self.caption.value, self.samples.value = message_html(message), ""
+            return
         t, k, p = self.temperature.value, self.top_k.value or None, self.top_p.value
         probs = sampling_distribution(self._logits, t, k, p)
         order = self._logits.argsort(descending=True)  # the same tokens whatever the settings
@@ -198,7 +203,11 @@ class SamplingWidget(widgets.VBox):
         with self.plot:
             clear_output(wait=True)
             display(self.figure)
-        texts = sample_texts(self.model, self.tokenizer, self._ids, self.n_samples, self.max_new_tokens,
-                             t, k, p, seed=self.seed.value)
+        try:
+            texts = sample_texts(self.model, self.tokenizer, self._ids, self.n_samples, self.max_new_tokens,
+                                 t, k, p, seed=self.seed.value)
+        except ValueError as e:  # e.g. a temperature generate refuses: say so instead of raising
+            self.caption.value, self.samples.value = message_html(str(e)), ""
+            return
         shown = self.tokenizer.decode(self._ids)
         self.samples.value = samples_html(shown, texts, greedy=t == 0)
