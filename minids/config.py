@@ -54,6 +54,7 @@ class ModelConfig:
              lambda c: f"at most n_layers ({c.n_layers})"),
         rule("n_activated_experts", lambda c: c.n_activated_experts <= c.n_routed_experts,
              lambda c: f"at most n_routed_experts ({c.n_routed_experts})"),
+        rule("qk_rope_head_dim", lambda c: c.qk_rope_head_dim % 2 == 0, "even, for RoPE (it rotates pairs)"),
     )
 
     def __post_init__(self):
