@@ -25,6 +25,11 @@ Two variants are off by default:
     filler      dots may pad the working ("7+5=2,..,2-9=3"), giving RL a way
                 to grow length without growing reasoning: the setting where
                 per-sequence GRPO normalisation shows a length bias.
+    length extrapolation  `complete_max_operands=k`: complete working is shown
+                only on problems of at most k operands (on longer ones a
+                complete document becomes a partial one, except for a rare
+                `share_complete_long`), so RL on all lengths asks for chains
+                the base never saw complete.
 
 A direct answer is *not* made correct here: the mix shows the right answer
 after every kind of working, so the base model's direct answers are guesses
@@ -52,6 +57,8 @@ class TaskConfig:
     share_sloppy: float = 0.1  # documents (of any kind) written without the answer tags
     share_correction: float = 0.0  # complete working: chance per step of "wrong wait right"
     filler_max: int = 0  # working may carry up to this many filler dots between steps
+    complete_max_operands: int | None = None  # complete working only on problems this long (None: all lengths)
+    share_complete_long: float = 0.0  # longer problems: chance a complete document keeps it (else partial)
 
     def __post_init__(self):
         for name in ("min_operands", "max_operands", "max_operand"):
@@ -73,6 +80,17 @@ class TaskConfig:
         total = self.share_direct + self.share_partial + self.share_complete
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"TaskConfig.share_direct + share_partial + share_complete must be 1, got {total:g}")
+        if self.modulus is not None and self.modulus > 100:
+            raise ValueError(f"TaskConfig.modulus must be at most 100 (results stay short), got {self.modulus!r}")
+        if self.max_operands > 16 or self.max_operand > 99:
+            raise ValueError(f"TaskConfig.max_operands must be <= 16 and max_operand <= 99 (problems must fit the "
+                             f"context), got {self.max_operands} and {self.max_operand}")
+        if self.complete_max_operands is not None and (not isinstance(self.complete_max_operands, int)
+                                                       or self.complete_max_operands < 2):
+            raise ValueError(f"TaskConfig.complete_max_operands must be an integer >= 2 or None, "
+                             f"got {self.complete_max_operands!r}")
+        if not 0.0 <= self.share_complete_long <= 1.0:
+            raise ValueError(f"TaskConfig.share_complete_long must lie in [0, 1], got {self.share_complete_long!r}")
         if not isinstance(self.filler_max, int) or self.filler_max < 0:
             raise ValueError(f"TaskConfig.filler_max must be a non-negative integer, got {self.filler_max!r}")
 
@@ -170,6 +188,9 @@ def sample_document(rng: random.Random, config: TaskConfig = TaskConfig()) -> tu
         k = rng.randint(1, problem.n_steps - 1) if problem.n_steps > 1 else 0
     else:
         k = problem.n_steps
+        long = config.complete_max_operands is not None and len(problem.operands) > config.complete_max_operands
+        if long and rng.random() >= config.share_complete_long:  # length extrapolation: never (or rarely) shown
+            k = rng.randint(1, problem.n_steps - 1)
     think = render_working(problem, k, rng, config)
     answer = str(problem.answer)
     if rng.random() < config.share_sloppy:
