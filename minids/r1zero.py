@@ -269,3 +269,48 @@ def shipped_run(name: str) -> tuple[list[dict], dict]:
     if not (folder / "history.jsonl").exists():
         raise ValueError(f"no shipped run {name!r}; choose one of {shipped_runs()}")
     return read_history(folder / "history.jsonl"), json.loads((folder / "summary.json").read_text())
+
+
+def read_run(folder: str | Path) -> dict:
+    """The files of one r1zero output folder that exist: summary, history, pretrain_history, passk."""
+    folder = Path(folder)
+    run = {"name": folder.name}
+    if (folder / "summary.json").exists():
+        run["summary"] = json.loads((folder / "summary.json").read_text())
+    if (folder / "passk.json").exists():
+        run["passk"] = json.loads((folder / "passk.json").read_text())
+    for key in ("history", "pretrain_history"):
+        if (folder / f"{key}.jsonl").exists():
+            run[key] = read_history(folder / f"{key}.jsonl")
+    return run
+
+
+def shipped_sweep(group: str) -> dict[str, dict]:
+    """Every run of a shipped sweep ("robust", "beyond"), by name, as `read_run` gives it.
+
+    Made by the bench scripts named in bench/R1ZERO.md (e.g. `bash bench/r1zero_device.sh cuda`).
+    """
+    folder = RUNS_DIR / group
+    if not folder.is_dir():
+        raise ValueError(f"no shipped sweep {group!r}; choose one of "
+                         f"{sorted(p.name for p in RUNS_DIR.iterdir() if p.is_dir() and not (p / 'history.jsonl').exists())}")
+    return {p.name: read_run(p) for p in sorted(folder.iterdir()) if p.is_dir()}
+
+
+def gate_row(run: dict, default_steps: int = TrainConfig().steps) -> dict:
+    """One run of a sweep folder named VARIANT_sSEED -> the done-when row: the gate with the default
+    schedule alone, the skill-onset step, the pretraining steps used, and the before -> after numbers
+    (None where the run stopped at the gate)."""
+    variant, _, seed = run["name"].rpartition("_s")
+    h = run.get("pretrain_history", [])
+    at_default = next((r["eval/working_accuracy"] for r in h
+                       if r["step"] == default_steps and "eval/working_accuracy" in r), None)
+    row = {"variant": variant, "seed": int(seed), "working_at_default": at_default, "onset_step": onset_step(h),
+           "steps_used": h[-1]["step"] if h else None, "gate_passed": False}
+    s = run.get("summary")
+    if s:
+        b, a = s["before"], s["after"]
+        row.update(steps_used=s["pretraining"]["steps_used"], gate_passed=s["gate_passed"],
+                   working=b["working_accuracy"], accuracy=(b["sampled_accuracy"], a["sampled_accuracy"]),
+                   think=(b["think_length"], a["think_length"]), gold_chain=(b["gold_chain"], a["gold_chain"]))
+    return row

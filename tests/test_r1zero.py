@@ -148,3 +148,14 @@ def test_forced_run_records_the_pretraining_it_used(tiny_config, monkeypatch, tm
     assert s["pretraining"]["steps_used"] == 4 and len(s["pretraining"]["stages"]) == 1
     assert s["gate_passed"] is False and 0 <= s["before"]["gold_chain"] <= 1
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["task"]["max_operands"] == 3
+    folder = tmp_path.parent / "tiny_s7"
+    tmp_path.rename(folder)
+    row = R.gate_row(R.read_run(folder), default_steps=4)
+    assert (row["variant"], row["seed"], row["steps_used"], row["gate_passed"]) == ("tiny", 7, 4, False)
+    assert 0 <= row["working_at_default"] <= 1 and row["accuracy"][0] == s["before"]["sampled_accuracy"]
+
+
+def test_onset_step_is_the_first_eval_at_the_gate():
+    h = [{"step": 1}, {"step": 2, "eval/working_accuracy": 0.5}, {"step": 4, "eval/working_accuracy": 0.9},
+         {"step": 6, "eval/working_accuracy": 1.0}]
+    assert R.onset_step(h) == 4 and R.onset_step(h[:2]) is None
