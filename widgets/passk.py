@@ -27,14 +27,18 @@ from IPython.display import clear_output, display
 # ----------------------------------------------------------------------------- compute
 
 
-def passk_curve(passk: dict, model: str, lengths: Sequence[int] | None = None) -> dict[int, float]:
-    """{k: pass@k} of `model` ("base" | "rl") averaged over operand counts (all, or `lengths`)."""
+def passk_curve(passk: dict, model: str, lengths: Sequence[int] | None = None,
+                key: str = "pass_at_k") -> dict[int, float]:
+    """{k: pass@k} of `model` ("base" | "rl") averaged over operand counts (all, or `lengths`).
+
+    key: "pass_at_k" (a right answer) or "pass_at_k_gold" (right *and* the gold chain: no guesses).
+    """
     rows = passk["models"][model]
     chosen = [str(n) for n in lengths] if lengths is not None else list(rows)
     missing = [n for n in chosen if n not in rows]
     if missing or not chosen:
         raise ValueError(f"no operand counts {missing or chosen} in this run; it has {sorted(rows, key=int)}")
-    return {int(k): sum(rows[n]["pass_at_k"][str(k)] for n in chosen) / len(chosen) for k in passk["ks"]}
+    return {int(k): sum(rows[n][key][str(k)] for n in chosen) / len(chosen) for k in passk["ks"]}
 
 
 def length_rows(runs: Sequence[dict], k: int | None = None) -> list[dict]:
@@ -47,7 +51,8 @@ def length_rows(runs: Sequence[dict], k: int | None = None) -> list[dict]:
         for model in ("base", "rl"):
             for key, get in (("gold_chain", lambda r: r["gold_chain"]), ("accuracy", lambda r: r["accuracy"]),
                              ("pass_at_1", lambda r: r["pass_at_k"]["1"]),
-                             (f"pass_at_{k}", lambda r: r["pass_at_k"][str(k)])):
+                             (f"pass_at_{k}", lambda r: r["pass_at_k"][str(k)]),
+                             (f"gold_pass_at_{k}", lambda r: r.get("pass_at_k_gold", {}).get(str(k), float("nan")))):
                 vals = [get(run["models"][model][n]) for run in runs]
                 row[f"{model}_{key}"] = (sum(vals) / len(vals), min(vals), max(vals))
         out.append(row)
@@ -76,12 +81,18 @@ def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
 # ----------------------------------------------------------------------------- render
 
 
-def passk_figure(runs: dict[str, dict], lengths: Sequence[int] | None = None, title: str = "pass@k") -> go.Figure:
-    """One line per (run, model): pass@k against k (log axis), base dashed, RL solid."""
+def passk_figure(runs: dict[str, dict], lengths: Sequence[int] | None = None, title: str = "pass@k",
+                 key: str = "pass_at_k") -> go.Figure:
+    """One line per (run, model): pass@k against k (log axis), base dashed, RL solid; plus the
+    chance of guessing (when the data carry it and key is the plain pass@k)."""
     fig = go.Figure()
+    first = next(iter(runs.values()))
+    if key == "pass_at_k" and "chance" in first:
+        fig.add_trace(go.Scatter(x=[int(k) for k in first["chance"]], y=list(first["chance"].values()),
+                                 name="guessing", mode="lines", line={"color": "#7f7f7f", "dash": "dot"}))
     for name, passk in runs.items():
         for model, dash in (("base", "dash"), ("rl", "solid")):
-            curve = passk_curve(passk, model, lengths)
+            curve = passk_curve(passk, model, lengths, key)
             fig.add_trace(go.Scatter(x=list(curve), y=list(curve.values()), name=f"{name} {model}",
                                      mode="lines+markers", line={"dash": dash}))
     fig.update_xaxes(type="log", title_text="k (samples)")
@@ -110,7 +121,8 @@ def length_figure(rows: Sequence[dict], key: str = "gold_chain", title: str | No
 class PassKExplorer(widgets.VBox):
     """Pick an operand count (or all): the pass@k curves of base and RL for each run."""
 
-    def __init__(self, runs: dict[str, dict]):
+    def __init__(self, runs: dict[str, dict], key: str = "pass_at_k_gold"):
+        self.key = key
         lengths = sorted({int(n) for p in runs.values() for n in p["models"]["base"]})
         self.runs = runs
         self.length = widgets.Dropdown(options=[("all", None)] + [(str(n), n) for n in lengths], description="operands")
@@ -123,4 +135,4 @@ class PassKExplorer(widgets.VBox):
         lengths = None if self.length.value is None else [self.length.value]
         with self.out:
             clear_output(wait=True)
-            display(passk_figure(self.runs, lengths, title=f"pass@k, operands: {self.length.label}"))
+            display(passk_figure(self.runs, lengths, title=f"{self.key}, operands: {self.length.label}", key=self.key))
