@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: a new r1zero-<time> folder)")
     p.add_argument("--pretrain-steps", type=int, default=3000)
     p.add_argument("--max-pretrain-steps", type=int, default=9000,
-                   help="budget: while the base fails the gate, pretrain in extra chunks of 1500 steps up to this")
+                   help="budget: while the base fails the gate, pretrain in extra chunks of 1500 steps up to this "
+                        "(not with --force)")
     p.add_argument("--grpo-steps", type=int, default=100)
     p.add_argument("--loss-type", default="dr_grpo", choices=["grpo", "dr_grpo"])
     p.add_argument("--scale-rewards", default="none", choices=["group", "none"])

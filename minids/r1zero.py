@@ -57,7 +57,7 @@ class R1ZeroSettings:
     eval_size: int = 128  # problems for the before/after evaluation
     eval_samples: int = 2  # samples per problem for sampled accuracy
     force: bool = False  # start RL even if the gate fails (a labelled control)
-    max_pretrain_steps: int = 9000  # budget: extra chunks of pretraining while the gate fails (<= pretrain.steps: none)
+    max_pretrain_steps: int = 9000  # budget: extra chunks of pretraining while the gate fails (not when forced)
 
     def __post_init__(self):
         if not isinstance(self.max_pretrain_steps, int) or self.max_pretrain_steps < 0:
@@ -96,7 +96,8 @@ def check_fits(settings: R1ZeroSettings, config: ModelConfig, tok) -> None:
 
 
 def pretrain_to_gate(model, tok, settings: R1ZeroSettings, out: Path, progress: bool = True, log=print):
-    """Pretrain as configured, then in extra chunks while the gate fails and the budget lasts.
+    """Pretrain as configured, then in extra chunks while the gate fails and the budget lasts
+    (never when forced: a forced run is a control on the base its configured pretraining gives).
 
     Returns (interrupted, records): one record per stage with its steps, cumulative steps and
     the gate's working accuracy, plus the pretraining history (cumulative step numbers).
@@ -112,7 +113,8 @@ def pretrain_to_gate(model, tok, settings: R1ZeroSettings, out: Path, progress: 
         used += train.steps
         stages.append({"steps": train.steps, "total_steps": used, "checkpoint": checkpoint.name,
                        "working_accuracy": working_accuracy(model, tok, problems)})
-        if stages[-1]["working_accuracy"] >= GATE or used + EXTEND_STEPS > settings.max_pretrain_steps:
+        if (stages[-1]["working_accuracy"] >= GATE or settings.force  # forced: RL on the base as configured
+                or used + EXTEND_STEPS > settings.max_pretrain_steps):
             return False, stages, history
         log(f"gate not passed after {used} pretraining steps (working accuracy "
             f"{stages[-1]['working_accuracy']:.2f}); pretraining {EXTEND_STEPS} more")
