@@ -62,6 +62,8 @@ def test_flag_generation_follows_the_fields():
     (["--share-complete", "0.5"], "must be 1"),
     (["--max-operands", "1"], "max_operands"),
     (["--modulus", "1"], "modulus"),
+    (["--modulus", "101"], "at most 100"),
+    (["--share-complete-long", "2"], "share_complete_long"),
     (["--max-operands", "12"], "max-completion-length"),  # a complete chain would not fit in 64 tokens
 ])
 def test_bad_task_is_a_one_line_error_before_any_work(argv, words, monkeypatch, capsys, tmp_path):
@@ -79,6 +81,16 @@ def test_task_flags_reach_the_run_and_its_summary(monkeypatch, tmp_path):
     monkeypatch.setattr(R, "run_r1zero", lambda out, settings: seen.setdefault("s", settings) and {"interrupted": "x"})
     cli.main(["r1zero", "--variant", "filler", "--modulus", "7", "--out", str(tmp_path / "run")])
     assert seen["s"].task == TaskConfig(modulus=7, filler_max=3)  # the variant, then the flags
+
+
+def test_pretrain_command_trains_on_the_flagged_task(monkeypatch, tmp_path, capsys):
+    import minids.train as T
+    seen = {}
+    monkeypatch.setattr(T, "pretrain", lambda model, tok, task, train, **k: seen.setdefault("task", task) and
+                        T.PretrainResult(model=model))
+    cli.main(["pretrain", "--max-operands", "5", "--ops", "+", "--out", str(tmp_path / "p.pt"), "--device", "cpu"])
+    assert seen["task"] == TaskConfig(max_operands=5, ops="+")
+    assert "max_operands=5" in capsys.readouterr().out  # the task is printed with the run
 
 
 # ----------------------------------------------------------------------------- length extrapolation
