@@ -294,8 +294,8 @@ def shipped_sweep(group: str) -> dict[str, dict]:
     """
     folder = RUNS_DIR / group
     if not folder.is_dir():
-        raise ValueError(f"no shipped sweep {group!r}; choose one of "
-                         f"{sorted(p.name for p in RUNS_DIR.iterdir() if p.is_dir() and not (p / 'history.jsonl').exists())}")
+        sweeps = sorted(p.name for p in RUNS_DIR.iterdir() if p.is_dir() and not (p / "history.jsonl").exists())
+        raise ValueError(f"no shipped sweep {group!r}; choose one of {sweeps}")
     return {p.name: read_run(p) for p in sorted(folder.iterdir()) if p.is_dir()}
 
 

@@ -171,3 +171,10 @@ def test_onset_step_is_the_first_eval_at_the_gate():
     h = [{"step": 1}, {"step": 2, "eval/working_accuracy": 0.5}, {"step": 4, "eval/working_accuracy": 0.9},
          {"step": 6, "eval/working_accuracy": 1.0}]
     assert R.onset_step(h) == 4 and R.onset_step(h[:2]) is None
+
+
+def test_shipped_sweeps_load_and_unknown_is_refused():
+    robust = R.shipped_sweep("robust")
+    assert len(robust) >= 21 and all("summary" in r and "pretrain_history" in r for r in robust.values())
+    with pytest.raises(ValueError, match="robust"):
+        R.shipped_sweep("nope")

@@ -13,7 +13,8 @@ def fake_run(base_p1, rl_p1, ks=(1, 2, 4)):
     def model(p1, scale):
         return {str(n): {"accuracy": p1 * scale, "gold_chain": p1 * scale / 2,
                          "pass_at_k": {str(k): min(1.0, p1 * scale * k) for k in ks},
-                         "pass_at_k_gold": {str(k): min(1.0, p1 * scale * k) / 2 for k in ks}} for n, scale in ((3, 1.0), (4, 0.5))}
+                         "pass_at_k_gold": {str(k): min(1.0, p1 * scale * k) / 2 for k in ks}}
+                for n, scale in ((3, 1.0), (4, 0.5))}
     return {"ks": list(ks), "models": {"base": model(base_p1, 1), "rl": model(rl_p1, 1)}}
 
 
