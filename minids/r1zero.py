@@ -85,7 +85,12 @@ def check_fits(settings: R1ZeroSettings, config: ModelConfig, tok) -> None:
     prompt = "<|bos|>Q:" + t.ops[0].join([str(t.max_operand)] * t.max_operands) + "=?"
     completion = f"<think>{','.join(steps)}</think><answer>{big}</answer><|eos|>"
     n_completion = len(tok.encode(completion, allowed_special="all"))
-    n_doc = n_completion + len(tok.encode(prompt, allowed_special="all"))
+    # the longest pretraining document: every step corrected and padded, where the variants allow it
+    step = f"{big}{t.ops[0]}{t.max_operand}={big}"
+    worst = f"{step} wait {step}" if t.share_correction else step
+    working = ("," + "." * t.filler_max).join([worst] * (t.max_operands - 1))
+    doc = prompt + f"<think>{working}</think><answer>{big}</answer><|eos|>"
+    n_doc = len(tok.encode(doc, allowed_special="all"))
     if n_completion > settings.grpo.max_completion_length:
         raise ValueError(f"a complete chain of {t.max_operands} operands takes up to {n_completion} tokens, more "
                          f"than --max-completion-length {settings.grpo.max_completion_length}: RL could never "
