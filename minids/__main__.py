@@ -19,6 +19,62 @@ from datetime import datetime
 from pathlib import Path
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """The trailing '# comment' of each field in a dataclass's source: the help of its flag."""
+    import inspect
+    import re
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", inspect.getsource(cls), re.M))
+
+
+def _value_parser(hint):
+    """A string -> value function for a field's type (int, float, str, bool, or X | None)."""
+    import types
+    import typing
+    args = typing.get_args(hint)
+    if type(hint) is types.UnionType or typing.get_origin(hint) is typing.Union:
+        inner = _value_parser(next(a for a in args if a is not type(None)))
+
+        def parse_optional(text):
+            return None if text.lower() == "none" else inner(text)
+        parse_optional.__name__ = f"{inner.__name__} or none"  # argparse names it in "invalid ... value"
+        return parse_optional
+    if hint is bool:
+        def parse_bool(text):
+            if text.lower() in ("1", "true", "yes"):
+                return True
+            if text.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(text)
+        parse_bool.__name__ = "true/false"
+        return parse_bool
+    return hint
+
+
+def add_config_flags(parser, cls, title: str | None = None):
+    """One flag per field of the dataclass `cls`, named after the field in dashes (`--share-complete`).
+
+    Generated from the fields, so a new field gets its flag without touching the CLI. A flag left
+    out keeps the config's value (it sets no attribute at all, so None stays a value one can give).
+    """
+    import typing
+    from dataclasses import MISSING, fields
+    hints, comments = typing.get_type_hints(cls), _field_comments(cls)
+    group = parser.add_argument_group(title or f"{cls.__name__} (every field; default: the dataclass's)")
+    for f in fields(cls):
+        default = f.default if f.default is not MISSING else "required"
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f"{cls.__name__}.{f.name}",
+                           type=_value_parser(hints[f.name]), default=argparse.SUPPRESS, metavar=f.name.upper(),
+                           help=f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%"))
+
+
+def config_from_args(cls, args, base=None):
+    """`base` (default: cls()) with every field given on the command line replaced; checked by cls."""
+    from dataclasses import fields
+    given = {f.name: getattr(args, f"{cls.__name__}.{f.name}") for f in fields(cls)
+             if hasattr(args, f"{cls.__name__}.{f.name}")}
+    return replace(base if base is not None else cls(), **given)
+
+
 def _add_device(p):
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
 
@@ -93,6 +149,7 @@ def cmd_pretrain(args):
     from .device import resolve_device
     from .paths import ensure_writable_file
 
+    task = config_from_args(TaskConfig, args)  # checked before any work starts
     tok = default_tokenizer()
     config = _model_config(args, tok.vocab_size, balance=args.balance)
     train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
@@ -106,7 +163,8 @@ def cmd_pretrain(args):
           + (f" (+{counts['mtp']:,} in MTP modules)" if "mtp" in counts else "")
           + f", {config.attention}, KV cache {model.kv_cache_bytes_per_token():,} bytes/token; "
           f"checkpoint {args.out}")
-    result = pretrain(model, tok, TaskConfig(), train, checkpoint=args.out, resume=not args.restart)
+    print(f"task: {task}")
+    result = pretrain(model, tok, task, train, checkpoint=args.out, resume=not args.restart)
     h = result.history
     if h:
         evals = [r for r in h if "eval/working_accuracy" in r]
@@ -131,13 +189,15 @@ def cmd_r1zero(args):
         task = replace(task, filler_max=3)
     elif args.variant == "correction":
         task = replace(task, share_correction=0.15)
+    task = config_from_args(TaskConfig, args, task)  # every task flag, checked before any work starts
     grpo = GRPOConfig(steps=args.grpo_steps, loss_type=args.loss_type, scale_rewards=args.scale_rewards,
                       beta=args.beta, max_completion_length=args.max_completion_length,
                       mask_truncated_completions=args.mask_truncated, format_only=args.format_only)
     from .tokenizer import default_tokenizer
     model = _model_config(args, default_tokenizer().vocab_size) if args.attention != "mha" else None
     settings = R1ZeroSettings(seed=args.seed, device=args.device, task=task, grpo=grpo, model=model,
-                              pretrain=TrainConfig(steps=args.pretrain_steps), force=args.force or args.no_chain)
+                              pretrain=TrainConfig(steps=args.pretrain_steps), force=args.force or args.no_chain,
+                              max_pretrain_steps=args.max_pretrain_steps)
     out = Path(args.out or f"r1zero-{datetime.now():%Y%m%d-%H%M%S}")
     print(f"writing to {out}/")
     try:
@@ -227,6 +287,11 @@ def cmd_info(args):
     print(json.dumps({"config": config.to_dict(), **counts}, indent=2))
 
 
+def _task_config():
+    from .tasks import TaskConfig
+    return TaskConfig
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minids", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,12 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "of resuming it")
     _add_architecture(p)
     _add_device(p)
+    add_config_flags(p, _task_config(), "task (every TaskConfig field)")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("r1zero", help="pretrain, check the gate, then GRPO with rule rewards")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (default: a new r1zero-<time> folder)")
     p.add_argument("--pretrain-steps", type=int, default=3000)
+    p.add_argument("--max-pretrain-steps", type=int, default=9000,
+                   help="budget: while the base fails the gate, pretrain in extra chunks of 1500 steps up to this "
+                        "(not with --force)")
     p.add_argument("--grpo-steps", type=int, default=100)
     p.add_argument("--loss-type", default="dr_grpo", choices=["grpo", "dr_grpo"])
     p.add_argument("--scale-rewards", default="none", choices=["group", "none"])
@@ -272,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "run in --out instead of resuming them")
     _add_architecture(p, mtp=False)
     _add_device(p)
+    add_config_flags(p, _task_config(), "task (every TaskConfig field; applied after --variant/--no-chain)")
     p.set_defaults(func=cmd_r1zero)
 
     p = sub.add_parser("generate", help="sample completions from a checkpoint")

@@ -6,10 +6,15 @@ Two questions, kept apart on purpose:
     pretraining must install before RL can amplify it (the gate before RL).
   * `rollout_stats`: left to write its own completion, how often is it right,
     well formed, and how long does it think? This is what RL changes.
+  * `pass_at_k`: with n samples of a problem, c of them right, the chance that
+    at least one of k samples is right. A curve over k tells "sharpening"
+    (RL raises pass@1 towards the base's pass@k) from "extension" (RL's
+    pass@k above the base's at large k: answers the base could not sample).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -95,13 +100,41 @@ def think_length(tokenizer: Tokenizer, completion: str) -> int:
     return len(tokenizer.encode(think))
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k) (Chen et al., 2021).
+
+    >>> pass_at_k(4, 1, 1), pass_at_k(4, 1, 2), pass_at_k(4, 0, 4), pass_at_k(4, 1, 4)
+    (0.25, 0.5, 0.0, 1.0)
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def pass_at_k_curve(correct: Sequence[Sequence[bool]], ks: Sequence[int]) -> dict[int, float]:
+    """Per-problem lists of sample correctness -> {k: pass@k averaged over problems}."""
+    if not correct:
+        raise ValueError("pass_at_k_curve needs at least one problem")
+    return {k: sum(pass_at_k(len(c), sum(map(bool, c)), k) for c in correct) / len(correct) for k in ks}
+
+
+def is_gold_chain(problem: Problem, completion: str) -> bool:
+    """Is the completion's think block exactly the gold working (every step, nothing else)?"""
+    return parse_completion(completion).think == ",".join(problem.steps)
+
+
 @torch.no_grad()
 def rollout_stats(model: Transformer, tokenizer: Tokenizer, problems: Sequence[Problem], *,
                   temperature: float = 1.0, samples: int = 1, max_new_tokens: int = 64,
                   seed: int = 0, batch_size: int = 256) -> dict:
-    """Sample `samples` completions per problem; accuracy, format rate, mean think length (tokens)."""
+    """Sample `samples` completions per problem; accuracy, format rate, mean think length (tokens).
+
+    Also per sample (problem-major, `samples` in a row): "correct" and "gold" (exactly the gold chain).
+    """
     rows = [p for p in problems for _ in range(samples)]
-    acc, fmt, think, texts = [], [], [], []
+    acc, fmt, think, texts, gold = [], [], [], [], []
     for i, chunk in enumerate(_batches(rows, batch_size)):
         out = generate(model, tokenizer, [p.prompt for p in chunk], max_new_tokens=max_new_tokens,
                        temperature=temperature, seed=seed + i)
@@ -111,6 +144,7 @@ def rollout_stats(model: Transformer, tokenizer: Tokenizer, problems: Sequence[P
             acc.append(float(parsed.well_formed and parse_number(parsed.answer) == p.answer))
             think.append(think_length(tokenizer, text))
             texts.append(text)
+            gold.append(is_gold_chain(p, text))
     n = max(1, len(rows))
     return {"accuracy": sum(acc) / n, "format": sum(fmt) / n, "think_length": sum(think) / n,
-            "texts": texts}
+            "texts": texts, "correct": [a > 0 for a in acc], "gold": gold, "think_lengths": think}

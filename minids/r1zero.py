@@ -5,8 +5,11 @@ The pipeline that `python -m minids r1zero` runs, end to end:
   1. pretrain a tiny MoE model on the task mix (`minids.tasks`), mostly
      direct answers and partial working, some complete working;
   2. the gate: can the base write a complete, correct chain when led through
-     it (`working_accuracy` >= 0.8)? If not, RL has nothing to amplify, and
-     the run stops unless forced;
+     it (`working_accuracy` >= 0.8)? The step skill appears abruptly and at a
+     seed-dependent step, so a base that fails is pretrained further, in
+     chunks of `EXTEND_STEPS` (each a fresh warm-up and cosine, a fresh data
+     stream), until it passes or `max_pretrain_steps` is spent. If it never
+     passes, RL has nothing to amplify, and the run stops unless forced;
   3. GRPO from the base with rewards for a correct answer and a kept format,
      nothing for length;
   4. write the per-step history (JSON lines), a summary, both checkpoints and
@@ -38,6 +41,7 @@ from .paths import ensure_writable_folder
 from .validation import device as device_field, flag, integer, nested, validate
 
 GATE = 0.8  # working accuracy the base needs before RL
+EXTEND_STEPS = 1500  # pretraining steps per extra chunk when the base fails the gate
 
 
 class GateError(RuntimeError):
@@ -55,6 +59,7 @@ class R1ZeroSettings:
     eval_size: int = integer(128, ge=1)  # problems for the before/after evaluation
     eval_samples: int = integer(2, ge=1)  # samples per problem for sampled accuracy
     force: bool = flag(False)  # start RL even if the gate fails (a labelled control)
+    max_pretrain_steps: int = integer(9000, ge=0)  # budget: extra chunks of pretraining while the gate fails (not when forced)
 
     def __post_init__(self):
         validate(self)
@@ -67,14 +72,77 @@ def with_seed(settings: R1ZeroSettings) -> R1ZeroSettings:
                    grpo=replace(settings.grpo, seed=settings.seed, device=settings.device))
 
 
+def gate_problems(settings: R1ZeroSettings):
+    """The fixed evaluation set of the run (seed 99, drawn from the run's task)."""
+    return eval_problems(settings.eval_size, seed=99, config=settings.task)
+
+
+def check_fits(settings: R1ZeroSettings, config: ModelConfig, tok) -> None:
+    """Refuse, before any work, a task whose complete chain cannot be written within the limits."""
+    t = settings.task
+    big = (t.modulus - 1) if t.modulus else t.max_operand * t.max_operands  # the longest result
+    steps = [f"{big}{t.ops[0]}{t.max_operand}={big}"] * (t.max_operands - 1)
+    prompt = "<|bos|>Q:" + t.ops[0].join([str(t.max_operand)] * t.max_operands) + "=?"
+    completion = f"<think>{','.join(steps)}</think><answer>{big}</answer><|eos|>"
+    n_completion = len(tok.encode(completion, allowed_special="all"))
+    # the longest pretraining document: every step corrected and padded, where the variants allow it
+    step = f"{big}{t.ops[0]}{t.max_operand}={big}"
+    worst = f"{step} wait {step}" if t.share_correction else step
+    working = ("," + "." * t.filler_max).join([worst] * (t.max_operands - 1))
+    doc = prompt + f"<think>{working}</think><answer>{big}</answer><|eos|>"
+    n_doc = len(tok.encode(doc, allowed_special="all"))
+    if n_completion > settings.grpo.max_completion_length:
+        raise ValueError(f"a complete chain of {t.max_operands} operands takes up to {n_completion} tokens, more "
+                         f"than --max-completion-length {settings.grpo.max_completion_length}: RL could never "
+                         f"write one; raise it or lower --max-operands")
+    if n_doc > config.max_seq_len:
+        raise ValueError(f"a document of {t.max_operands} operands takes up to {n_doc} tokens, more than the "
+                         f"model's context ({config.max_seq_len}); lower --max-operands")
+
+
+def pretrain_to_gate(model, tok, settings: R1ZeroSettings, out: Path, progress: bool = True, log=print,
+                     restart: bool = False):
+    """Pretrain as configured, then in extra chunks while the gate fails and the budget lasts
+    (never when forced: a forced run is a control on the base its configured pretraining gives).
+
+    Returns (interrupted, records): one record per stage with its steps, cumulative steps and
+    the gate's working accuracy, plus the pretraining history (cumulative step numbers).
+    """
+    problems = gate_problems(settings)
+    stages, history, used = [], [], 0
+    train, checkpoint = settings.pretrain, out / "base.pt"
+    while True:
+        pre = pretrain(model, tok, settings.task, train, checkpoint=checkpoint, progress=progress,
+                       resume=not restart)
+        if pre.interrupted:
+            return True, stages, history
+        history += [{**r, "step": r["step"] + used} for r in pre.history]
+        used += train.steps
+        stages.append({"steps": train.steps, "total_steps": used, "checkpoint": checkpoint.name,
+                       "working_accuracy": working_accuracy(model, tok, problems)})
+        if (stages[-1]["working_accuracy"] >= GATE or settings.force  # forced: RL on the base as configured
+                or used + EXTEND_STEPS > settings.max_pretrain_steps):
+            return False, stages, history
+        log(f"gate not passed after {used} pretraining steps (working accuracy "
+            f"{stages[-1]['working_accuracy']:.2f}); pretraining {EXTEND_STEPS} more")
+        train = replace(settings.pretrain, steps=EXTEND_STEPS, seed=settings.seed + 7919 * len(stages))
+        checkpoint = out / f"base-more{len(stages)}.pt"
+
+
+def onset_step(history: list[dict], threshold: float = GATE) -> int | None:
+    """The first pretraining step whose periodic evaluation reached `threshold` working accuracy."""
+    return next((r["step"] for r in history if r.get("eval/working_accuracy", -1) >= threshold), None)
+
+
 def evaluate_model(model, tok, settings: R1ZeroSettings) -> dict:
-    problems = eval_problems(settings.eval_size, seed=99, config=settings.task)
+    problems = gate_problems(settings)
     sampled = rollout_stats(model, tok, problems, temperature=1.0, samples=settings.eval_samples,
                             max_new_tokens=settings.grpo.max_completion_length, seed=settings.seed)
     greedy = rollout_stats(model, tok, problems, temperature=0,
                            max_new_tokens=settings.grpo.max_completion_length)
     return {"sampled_accuracy": sampled["accuracy"], "greedy_accuracy": greedy["accuracy"],
             "format": sampled["format"], "think_length": sampled["think_length"],
+            "gold_chain": sum(sampled["gold"]) / max(1, len(sampled["gold"])),
             "working_accuracy": working_accuracy(model, tok, problems),
             "examples": sampled["texts"][:6]}
 
@@ -100,22 +168,31 @@ def run_r1zero(out: str | Path, settings: R1ZeroSettings = R1ZeroSettings(), *, 
     ensure_writable_folder(out)
     timings = {}
 
+    check_fits(settings, config, tok)
+
     torch.manual_seed(settings.seed)
     model = Transformer(config).to(device)
     t0 = time.perf_counter()
-    pre = pretrain(model, tok, settings.task, settings.pretrain, checkpoint=out / "base.pt", progress=progress,
-                   resume=not restart)
+    interrupted, stages, pre_history = pretrain_to_gate(model, tok, settings, out, progress, log, restart=restart)
     timings["pretrain_s"] = time.perf_counter() - t0
-    if pre.interrupted:
+    if interrupted:
         return {"interrupted": "pretrain"}
+    with open(out / "pretrain_history.jsonl", "w") as f:
+        for record in pre_history:
+            f.write(json.dumps({k: v for k, v in record.items() if k not in ("load", "bias")}) + "\n")
+    pretraining = {"steps_used": stages[-1]["total_steps"], "stages": stages, "onset_step": onset_step(pre_history)}
     before = evaluate_model(model, tok, settings)
     log(f"base: working accuracy {before['working_accuracy']:.2f}, sampled accuracy "
-        f"{before['sampled_accuracy']:.2f}, think {before['think_length']:.1f} tokens")
+        f"{before['sampled_accuracy']:.2f}, think {before['think_length']:.1f} tokens "
+        f"({pretraining['steps_used']} pretraining steps)")
     if before["working_accuracy"] < GATE and not settings.force:
+        t = settings.task
         raise GateError(
-            f"the base writes a complete correct chain for only {before['working_accuracy']:.0%} of problems "
-            f"(the gate is {GATE:.0%}): RL would have no skill to amplify. Pretrain longer "
-            f"(--pretrain-steps), or pass --force to run RL anyway as a control.")
+            f"after {pretraining['steps_used']} pretraining steps the base writes a complete correct chain for "
+            f"only {before['working_accuracy']:.0%} of problems (the gate is {GATE:.0%}): RL would have no skill "
+            f"to amplify. Try a larger budget (--max-pretrain-steps, now {settings.max_pretrain_steps}), more "
+            f"complete working (--share-complete, now {t.share_complete:g}), shorter problems (--max-operands, "
+            f"now {t.max_operands}) or another --seed; or pass --force to run RL anyway as a control.")
 
     t0 = time.perf_counter()
     rl = grpo_train(model, tok, settings.task, settings.grpo, checkpoint=out / "rl.pt", progress=progress,
@@ -130,11 +207,13 @@ def run_r1zero(out: str | Path, settings: R1ZeroSettings = R1ZeroSettings(), *, 
     after = evaluate_model(model, tok, settings)
     summary = {
         "seed": settings.seed, "device": str(device), "before": before, "after": after,
+        "pretraining": pretraining, "gate_passed": before["working_accuracy"] >= GATE,
         "accuracy_gain": after["sampled_accuracy"] - before["sampled_accuracy"],
         "think_growth": after["think_length"] / max(before["think_length"], 1e-9),
         "timings": timings,
         "settings": {"task": asdict(settings.task), "pretrain": asdict(settings.pretrain),
-                     "grpo": asdict(settings.grpo), "model": config.to_dict(), "force": settings.force},
+                     "grpo": asdict(settings.grpo), "model": config.to_dict(), "force": settings.force,
+                     "max_pretrain_steps": settings.max_pretrain_steps},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_report(out / "report.html", rl.history, summary)
@@ -210,3 +289,48 @@ def shipped_run(name: str) -> tuple[list[dict], dict]:
     if not (folder / "history.jsonl").exists():
         raise ValueError(f"no shipped run {name!r}; choose one of {shipped_runs()}")
     return read_history(folder / "history.jsonl"), json.loads((folder / "summary.json").read_text())
+
+
+def read_run(folder: str | Path) -> dict:
+    """The files of one r1zero output folder that exist: summary, history, pretrain_history, passk."""
+    folder = Path(folder)
+    run = {"name": folder.name}
+    if (folder / "summary.json").exists():
+        run["summary"] = json.loads((folder / "summary.json").read_text())
+    if (folder / "passk.json").exists():
+        run["passk"] = json.loads((folder / "passk.json").read_text())
+    for key in ("history", "pretrain_history"):
+        if (folder / f"{key}.jsonl").exists():
+            run[key] = read_history(folder / f"{key}.jsonl")
+    return run
+
+
+def shipped_sweep(group: str) -> dict[str, dict]:
+    """Every run of a shipped sweep ("robust", "beyond"), by name, as `read_run` gives it.
+
+    Made by the bench scripts named in bench/R1ZERO.md (e.g. `bash bench/r1zero_device.sh cuda`).
+    """
+    folder = RUNS_DIR / group
+    if not folder.is_dir():
+        sweeps = sorted(p.name for p in RUNS_DIR.iterdir() if p.is_dir() and not (p / "history.jsonl").exists())
+        raise ValueError(f"no shipped sweep {group!r}; choose one of {sweeps}")
+    return {p.name: read_run(p) for p in sorted(folder.iterdir()) if p.is_dir()}
+
+
+def gate_row(run: dict, default_steps: int = TrainConfig().steps) -> dict:
+    """One run of a sweep folder named VARIANT_sSEED -> the done-when row: the gate with the default
+    schedule alone, the skill-onset step, the pretraining steps used, and the before -> after numbers
+    (None where the run stopped at the gate)."""
+    variant, _, seed = run["name"].rpartition("_s")
+    h = run.get("pretrain_history", [])
+    at_default = next((r["eval/working_accuracy"] for r in h
+                       if r["step"] == default_steps and "eval/working_accuracy" in r), None)
+    row = {"variant": variant, "seed": int(seed), "working_at_default": at_default, "onset_step": onset_step(h),
+           "steps_used": h[-1]["step"] if h else None, "gate_passed": False}
+    s = run.get("summary")
+    if s:
+        b, a = s["before"], s["after"]
+        row.update(steps_used=s["pretraining"]["steps_used"], gate_passed=s["gate_passed"],
+                   working=b["working_accuracy"], accuracy=(b["sampled_accuracy"], a["sampled_accuracy"]),
+                   think=(b["think_length"], a["think_length"]), gold_chain=(b["gold_chain"], a["gold_chain"]))
+    return row

@@ -25,6 +25,11 @@ Two variants are off by default:
     filler      dots may pad the working ("7+5=2,..,2-9=3"), giving RL a way
                 to grow length without growing reasoning: the setting where
                 per-sequence GRPO normalisation shows a length bias.
+    length extrapolation  `complete_max_operands=k`: complete working is shown
+                only on problems of at most k operands (on longer ones a
+                complete document becomes a partial one, except for a rare
+                `share_complete_long`), so RL on all lengths asks for chains
+                the base never saw complete.
 
 A direct answer is *not* made correct here: the mix shows the right answer
 after every kind of working, so the base model's direct answers are guesses
@@ -44,10 +49,10 @@ from .validation import integer, number, rule, text, validate
 
 @dataclass(frozen=True)
 class TaskConfig:
-    min_operands: int = integer(3, ge=2)  # numbers per problem, at least
-    max_operands: int = integer(8, ge=2)  # numbers per problem, at most
-    max_operand: int = integer(9, ge=1)  # operands are drawn from 0..max_operand
-    modulus: int | None = integer(10, ge=2, optional=True)  # results are taken mod this; None for plain integers
+    min_operands: int = integer(3, ge=2, le=16)  # numbers per problem, at least
+    max_operands: int = integer(8, ge=2, le=16)  # numbers per problem, at most (problems must fit the context)
+    max_operand: int = integer(9, ge=1, le=99)  # operands are drawn from 0..max_operand
+    modulus: int | None = integer(10, ge=2, le=100, optional=True)  # results are taken mod this; None for plain integers
     ops: str = text("+-", r"[+\-*]+", "a non-empty string of '+', '-', '*'")  # operators to draw from
     share_direct: float = number(0.5, ge=0, le=1)  # documents with an empty think block
     share_partial: float = number(0.3, ge=0, le=1)  # documents with the first k < n steps of the working
@@ -55,6 +60,8 @@ class TaskConfig:
     share_sloppy: float = number(0.1, ge=0, le=1)  # documents (of any kind) written without the answer tags
     share_correction: float = number(0.0, ge=0, le=1)  # complete working: chance per step of "wrong wait right"
     filler_max: int = integer(0, ge=0)  # working may carry up to this many filler dots between steps
+    complete_max_operands: int | None = integer(None, ge=2, optional=True)  # complete working only on problems this long (None: all lengths)
+    share_complete_long: float = number(0.0, ge=0, le=1)  # longer problems: chance a complete document keeps it (else partial)
 
     RULES: ClassVar[tuple] = (
         rule("min_operands", lambda c: c.min_operands <= c.max_operands,
@@ -178,6 +185,9 @@ def sample_document(rng: random.Random, config: TaskConfig = TaskConfig()) -> tu
         k = rng.randint(1, problem.n_steps - 1) if problem.n_steps > 1 else 0
     else:
         k = problem.n_steps
+        long = config.complete_max_operands is not None and len(problem.operands) > config.complete_max_operands
+        if long and rng.random() >= config.share_complete_long:  # length extrapolation: never (or rarely) shown
+            k = rng.randint(1, problem.n_steps - 1)
     think = render_working(problem, k, rng, config)
     answer = str(problem.answer)
     if rng.random() < config.share_sloppy:

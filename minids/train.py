@@ -258,7 +258,7 @@ def pretrain(model: Transformer, tokenizer: Tokenizer, task: TaskConfig = TaskCo
                          f"{model.config.vocab_size}")
     run_step = make_train_step(model, opt, grad_clip=config.grad_clip, bf16=config.bf16, pad_id=tokenizer.pad_id,
                                cuda_graph=config.cuda_graph)
-    problems = eval_problems(config.eval_size) if config.eval_every else []
+    problems = eval_problems(config.eval_size, config=task) if config.eval_every else []  # on the task trained
     # the sequence-wise balance loss is defined per document, so with it each document keeps its own row
     pack = (config.pack == "yes" or (config.pack == "auto" and device.type == "cpu")) \
         and model.config.balance != "aux_loss"

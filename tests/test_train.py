@@ -184,6 +184,18 @@ def test_eval_records(tok, tiny_config):
         assert 0.0 <= history[2][key] <= 1.0
 
 
+def test_eval_records_measure_the_task_being_trained(tok, tiny_config, monkeypatch):
+    """The periodic evaluation asks problems of the task given to pretrain(), not of the default task."""
+    import minids.train as T
+    seen = []
+    monkeypatch.setattr(T, "working_accuracy", lambda model, tok, problems: seen.extend(problems) or 0.0)
+    task = TaskConfig(min_operands=2, max_operands=3, max_operand=4, modulus=5)
+    pretrain(fresh_model(tiny_config), tok, task, quick(steps=2, eval_every=2, eval_size=16, checkpoint_every=0),
+             progress=False)
+    assert len(seen) == 16
+    assert all(p.modulus == 5 and 2 <= len(p.operands) <= 3 and max(p.operands) <= 4 for p in seen)
+
+
 # ----------------------------------------------------------------------------- device
 
 @pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(),
