@@ -59,10 +59,10 @@ def test_flag_generation_follows_the_fields():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--share-complete", "0.5"], "must be 1"),
+    (["--share-complete", "0.5"], "is 1"),
     (["--max-operands", "1"], "max_operands"),
     (["--modulus", "1"], "modulus"),
-    (["--modulus", "101"], "at most 100"),
+    (["--modulus", "101"], "<= 100"),
     (["--share-complete-long", "2"], "share_complete_long"),
     (["--max-operands", "12"], "max-completion-length"),  # a complete chain would not fit in 64 tokens
 ])
@@ -78,7 +78,7 @@ def test_bad_task_is_a_one_line_error_before_any_work(argv, words, monkeypatch, 
 
 def test_task_flags_reach_the_run_and_its_summary(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(R, "run_r1zero", lambda out, settings: seen.setdefault("s", settings) and {"interrupted": "x"})
+    monkeypatch.setattr(R, "run_r1zero", lambda out, settings, **k: seen.setdefault("s", settings) and {"interrupted": "x"})
     cli.main(["r1zero", "--variant", "filler", "--modulus", "7", "--out", str(tmp_path / "run")])
     assert seen["s"].task == TaskConfig(modulus=7, filler_max=3)  # the variant, then the flags
 
