@@ -1,0 +1,4 @@
+"""English words of the widgets (the default). Keys: "<widget file>.<what>"; keep zh.py in step."""
+
+MESSAGES = {
+}
