@@ -154,9 +154,10 @@ class _MaskStrings(ast.NodeTransformer):
         return ast.Constant(value="<str>") if isinstance(node.value, str) else node
 
     def visit_JoinedStr(self, node):
-        # keep the expressions inside an f-string, drop its text parts
+        # keep the expressions inside an f-string, drop its text parts; a translation may put
+        # them in another order (Chinese word order differs), so they are compared as a sorted list
         values = [self.visit(v) for v in node.values if isinstance(v, ast.FormattedValue)]
-        return ast.JoinedStr(values=values)
+        return ast.JoinedStr(values=sorted(values, key=ast.dump))
 
 
 def code_shape(text: str) -> str:

@@ -135,7 +135,9 @@ def test_same_code_allows_strings_not_logic():
     assert ed.same_code('print("loss", x)', 'print("损失", x)')
     assert ed.same_code('print(f"loss {x:.2f}")', 'print(f"损失：{x:.2f}")')
     assert not ed.same_code('print("loss", x)', 'print("loss", y)')
+    assert ed.same_code('print(f"{a} of {b}")', 'print(f"{b} 中的 {a}")')  # Chinese word order
     assert not ed.same_code('print(f"{x}")', 'print(f"{y}")')
+    assert not ed.same_code('print(f"{x}")', 'print(f"{x}{x}")')
     assert not ed.same_code("f(1)", "f(2)")
     assert not ed.same_code("f(1)", "f(1)\ng()")
     assert ed.same_code("%time f('a')", "%time f('b')")
