@@ -1,13 +1,13 @@
 """The widgets' words, one table per language: `en.py` (the default) and `zh.py` (complete).
 
 Every label, caption, bad-input message, figure title, axis title and legend entry a widget shows
-comes from `t(key, **fields)`, which looks the key up in the current language's table and fills in
+comes from `msg(key, **fields)`, which looks the key up in the current language's table and fills in
 its `{placeholders}`. tests/test_i18n.py checks that both tables have the same keys with the same
 placeholders.
 
     import widgets
     widgets.set_language("zh")       # the Chinese notebooks do this in their parameters cell
-    t("tokens.merges")               # '合并次数'
+    msg("tokens.merges")             # '合并次数'
 
 Plotly figures use a font stack that has Chinese glyphs (Noto Sans CJK SC, installed by .ci/run, or
 what the reader's system has); `FONT_FAMILY` is the same stack for HTML.
@@ -43,7 +43,7 @@ def get_language() -> str:
     return _state["lang"]
 
 
-def t(key: str, **fields) -> str:
+def msg(key: str, **fields) -> str:
     """The message `key` in the current language, its {placeholders} filled from `fields`."""
     table = TABLES[_state["lang"]]
     if key not in table:

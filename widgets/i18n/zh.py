@@ -1,4 +1,46 @@
-"""中文：组件中的文字。与 en.py 的键和占位符一一对应（tests/test_i18n.py 会检查）。"""
+"""中文：组件中的文字。键和 {占位符} 与 en.py 一一对应（tests/test_i18n.py 会检查）。"""
 
 MESSAGES = {
+    # common.py：输入检查
+    "common.empty_text": "请先输入一些文本。",
+    "common.cannot_encode": "这段文本无法编码：{error}",
+    "common.too_long": "这段文本有 {n} 个词元；这个模型最多读 {max_tokens} 个。请缩短文本。",
+    "common.sep": "，",
+    # tokens.py：分词演示与压缩率曲线
+    "tokens.bad_n": "n 必须在 0 到 {total} 之间，实际为 {n}",
+    "tokens.no_merges": "还没有合并（0 / {total}）：每个词元都是一个 UTF-8 字节",
+    "tokens.merge": "第 {n} 次合并（共 {total} 次）：'{a}' + '{b}' → '{new}'（id {id}，出现 {count} 次）",
+    "tokens.bad_sizes": "词表大小至少为 {min}（字节 + 特殊词元），实际为 {got}",
+    "tokens.part.all": "全部",
+    "tokens.part.English": "英文",
+    "tokens.part.Chinese": "中文",
+    "tokens.part.arithmetic": "算式",
+    "tokens.hover": "词表 %{x}：每词元 %{y:.2f} 字节",
+    "tokens.compression_title": "压缩率：每词元字节数与词表大小",
+    "tokens.vocab_size": "词表大小",
+    "tokens.bytes_per_token_axis": "每词元的 UTF-8 字节数",
+    "tokens.text": "文本",
+    "tokens.merges": "合并次数",
+    "tokens.replay_heading": "在这段文本上回放合并",
+    "tokens.stats": "{bytes} 个字节，{n} 个词元：<b>每词元 {bpt:.2f} 字节</b>",
+    "tokens.replay_stats": "{n} 个词元，每词元 {bpt:.2f} 字节",
+    # sampling.py：温度、top-k、top-p
+    "sampling.bad_temperature": "温度必须 >= 0，实际为 {temperature}",
+    "sampling.greedy": "温度 0（贪心）",
+    "sampling.temperature_value": "温度 {temperature:.2g}",
+    "sampling.caption": "{settings}：最高词元 '{piece}' 的概率 = {p:.2f}，熵 {entropy:.2f} 纳特，{possible} 个词元可能被采到",
+    "sampling.caption_one": "{settings}：最高词元 '{piece}' 的概率 = {p:.2f}，熵 {entropy:.2f} 纳特，只有 {possible} 个词元可能被采到",
+    "sampling.model_t1": "模型（温度 1）",
+    "sampling.model": "模型",
+    "sampling.sampled_from": "实际采样分布",
+    "sampling.probability": "概率",
+    "sampling.next_token": "下一个词元",
+    "sampling.no_room": "提示词已占满整个上下文：没有空间再采样了。",
+    "sampling.greedy_note": "（贪心：每个样本都一样）",
+    "sampling.n_samples": "{n} 个样本{note}：",
+    "sampling.prompt": "提示词",
+    "sampling.temperature": "温度",
+    "sampling.top_k": "top-k（0 为关闭）",
+    "sampling.seed": "随机种子",
+    "sampling.figure_title": "提示词之后的下一个词元，{settings}",
 }
