@@ -253,3 +253,40 @@ def test_sync_all_and_the_command_line(tmp_path, capsys):
           "--translated", "01_demo:2"])
     assert "in sync" in capsys.readouterr().out
     main(["editions", "sync", "--notebooks", str(tmp_path), "--check"])
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _commands(path):
+    import re
+    return [b.strip() for b in re.findall(r"^```bash\n(.*?)^```", path.read_text(encoding="utf-8"), re.M | re.S)]
+
+
+def test_readme_zh_has_the_same_two_commands():
+    en, zh = _commands(REPO / "README.md")[:2], _commands(REPO / "README.zh-CN.md")[:2]
+    assert zh == [en[0] + " --lang zh", en[1]]
+    assert "README.zh-CN.md" in (REPO / "README.md").read_text(encoding="utf-8").split("\n## ")[0]
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
+def test_readme_tables_list_every_notebook(readme):
+    text = (REPO / readme).read_text(encoding="utf-8")
+    missing = [p.stem for p in ENGLISH if f"| `{p.stem}`" not in text]
+    assert not missing, f"{readme}: no row in the notebook table for {missing}"
+
+
+@pytest.mark.parametrize("lang, folder", [("en", "notebooks"), ("zh", "notebooks/zh")])
+def test_lab_lang_opens_the_edition(monkeypatch, tmp_path, lang, folder):
+    import os
+    import sys
+
+    from minids.__main__ import main
+
+    (tmp_path / "notebooks" / "zh").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    seen = []
+    monkeypatch.setattr(os, "execv", lambda exe, argv: seen.append(argv))
+    main(["lab", "--lang", lang, "--no-browser"])
+    assert seen[0][2] == folder and seen[0][-1] == "--no-browser"
