@@ -66,4 +66,16 @@ MESSAGES = {
     'routing.no_moe': 'this model has no MoE layers (n_dense_layers == n_layers): nothing is routed',
     'routing.text': 'text',
     'routing.moe_layer': 'MoE layer',
+    # hanzi.py: Chinese characters assembled from bytes, merge by merge
+    "hanzi.kind.bytes": "part of a character",
+    "hanzi.kind.char": "one character",
+    "hanzi.kind.word": "several characters",
+    "hanzi.kind.mixed": "crosses a character boundary",
+    "hanzi.token_title": "id {id} · characters: {chars} · {kind}",
+    "hanzi.step_start": "step 0 of {total}: no merges, {n_bytes} tokens, one per UTF-8 byte",
+    "hanzi.step": "step {index} of {total}: merge {n}, '{a}' + '{b}' → '{new}' (seen {count} times); {tokens} tokens",
+    "hanzi.step_slider": "step",
+    "hanzi.cpt_hover": "vocab %{x}: %{y:.2f} characters/token",
+    "hanzi.cpt_title": "characters per token against vocabulary size",
+    "hanzi.cpt_axis": "characters per token",
 }

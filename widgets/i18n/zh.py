@@ -63,4 +63,16 @@ MESSAGES = {
     'routing.no_moe': '这个模型没有 MoE 层（n_dense_layers == n_layers）：没有任何东西被路由',
     'routing.text': '文本',
     'routing.moe_layer': 'MoE 层',
+    # hanzi.py：汉字如何由字节一步步拼成
+    "hanzi.kind.bytes": "汉字的一部分",
+    "hanzi.kind.char": "一个汉字",
+    "hanzi.kind.word": "多个汉字",
+    "hanzi.kind.mixed": "跨越汉字边界",
+    "hanzi.token_title": "id {id} · 完整字符：{chars} · {kind}",
+    "hanzi.step_start": "第 0 步（共 {total} 步）：还没有合并，{n_bytes} 个词元，每个 UTF-8 字节一个",
+    "hanzi.step": "第 {index} 步（共 {total} 步）：第 {n} 次合并，'{a}' + '{b}' → '{new}'（出现 {count} 次）；现在 {tokens} 个词元",
+    "hanzi.step_slider": "步骤",
+    "hanzi.cpt_hover": "词表 %{x}：每词元 %{y:.2f} 个字符",
+    "hanzi.cpt_title": "每词元字符数与词表大小",
+    "hanzi.cpt_axis": "每词元字符数",
 }
