@@ -110,10 +110,12 @@ def _string_spans(text: str) -> list[tuple[int, int]]:
     for line in lines:
         starts.append(starts[-1] + len(line))
     spans = []
+    # a string used as an index (n["active"]) is a data key, never a label: it is never swapped
+    keys = {id(n.slice) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}
 
     def visit(node, inside=False):
         is_str = isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str))
-        if is_str and not inside and hasattr(node, "end_lineno"):
+        if is_str and not inside and hasattr(node, "end_lineno") and id(node) not in keys:
             # an implicit concatenation "a" "b" is one node spanning both: its exact text is the key
             spans.append((starts[node.lineno - 1] + _col(lines[node.lineno - 1], node.col_offset),
                           starts[node.end_lineno - 1] + _col(lines[node.end_lineno - 1], node.end_col_offset)))
@@ -130,7 +132,8 @@ def _col(line: str, byte_offset: int) -> int:
 
 
 def string_literals(text: str) -> list[str]:
-    """The exact source text of each string literal in a code cell, in order."""
+    """The exact source text of each string literal in a code cell, in order (data keys such as
+    the "active" of n["active"] excluded: they must stay as they are)."""
     return [text[a:b] for a, b in _string_spans(text)]
 
 

@@ -129,6 +129,9 @@ def test_apply_strings_swaps_whole_literals_only():
     out = ed.apply_strings(src, {'"done"': '"完成"', 'f"loss {x:.2f}"': 'f"损失 {x:.2f}"'})
     assert out == 'print(f"损失 {x:.2f}", "完成")  # "done"\ny = "完成"'
     assert ed.apply_strings("s = '猫' + 'b'", {"'b'": "'乙'"}) == "s = '猫' + '乙'"  # columns after non-ASCII
+    # a data key is never swapped, even when the same text is also a label
+    assert ed.apply_strings('bar(n["active"], name="active")', {'"active"': '"激活"'}) == 'bar(n["active"], name="激活")'
+    assert ed.string_literals('n["active"] + f(x="a")') == ['"a"']
 
 
 def test_same_code_allows_strings_not_logic():
