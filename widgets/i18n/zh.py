@@ -40,7 +40,7 @@ MESSAGES = {
     "sampling.n_samples": "{n} 个样本{note}：",
     "sampling.prompt": "提示词",
     "sampling.temperature": "温度",
-    "sampling.top_k": "top-k（0 为关闭）",
+    "sampling.top_k": "top-k（0=关）",
     "sampling.seed": "随机种子",
     "sampling.figure_title": "提示词之后的下一个词元，{settings}",
     # routing.py
