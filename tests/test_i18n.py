@@ -88,3 +88,11 @@ def test_english_is_the_default(tok):
 
     assert widgets.get_language() == "en"
     assert merge_description(tok, 1).startswith("merge 1 of")
+
+
+@pytest.mark.parametrize("key", sorted(TABLES["en"]))
+def test_messages_without_fields_have_no_escaped_braces(key):
+    """msg() formats only when given fields, so a message without placeholders must not need '{{'."""
+    for table in TABLES.values():
+        if not placeholders(table[key]):
+            assert "{{" not in table[key] and "}}" not in table[key], key

@@ -31,6 +31,7 @@ from minids.rewards import EOS, SPECIALS, TAGS, RewardConfig, parse_completion, 
 from minids.tasks import Problem, eval_problems
 from minids.tokenizer import Tokenizer
 from widgets.common import GREY, NEG, POS, check_text, message_html
+from widgets.i18n import msg
 
 # ----------------------------------------------------------------------------- compute
 
@@ -219,7 +220,7 @@ def rollout_figure(rows: Sequence[dict]) -> go.Figure:
     fig.add_hline(y=0, line_color=GREY)
     lo, hi = min(adv + [0]), max(adv + [0])
     pad = 0.3 * max(hi - lo, 0.1)
-    fig.update_layout(height=260, yaxis_title="advantage", yaxis_range=[lo - pad, hi + pad],
+    fig.update_layout(height=260, yaxis_title=msg("grpo.advantage"), yaxis_range=[lo - pad, hi + pad],
                       margin=dict(t=20, b=30, l=50, r=20))
     return fig
 
@@ -256,16 +257,16 @@ class RolloutInspector(widgets.VBox):
         self.scale_rewards = scale_rewards
         self.seed = 0
         self.rows: list[dict] = []
-        self.problem = widgets.IntSlider(value=0, min=0, max=len(self.problems) - 1, description="problem",
+        self.problem = widgets.IntSlider(value=0, min=0, max=len(self.problems) - 1, description=msg("bridge.problem"),
                                          continuous_update=False)
-        self.question = widgets.Text(value=self.problems[0].question, description="question",
+        self.question = widgets.Text(value=self.problems[0].question, description=msg("rollouts.question"),
                                      continuous_update=False)
         wide = {"description_width": "initial"}
-        self.G = widgets.IntSlider(value=G, min=2, max=16, description="G samples", continuous_update=False,
+        self.G = widgets.IntSlider(value=G, min=2, max=16, description=msg("rollouts.G"), continuous_update=False,
                                    style=wide)
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, style=wide,
-                                               description="temperature", continuous_update=False)
-        self.again = widgets.Button(description="sample again", icon="refresh")
+                                               description=msg("sampling.temperature"), continuous_update=False)
+        self.again = widgets.Button(description=msg("rollouts.again"), icon="refresh")
         self.caption = widgets.HTML()
         self.table = widgets.HTML()
         self.out = widgets.Output()
