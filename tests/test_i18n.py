@@ -96,3 +96,15 @@ def test_messages_without_fields_have_no_escaped_braces(key):
     for table in TABLES.values():
         if not placeholders(table[key]):
             assert "{{" not in table[key] and "}}" not in table[key], key
+
+
+def test_figures_of_other_widgets_speak_chinese(zh):
+    from widgets.dashboard import status_line
+    from widgets.rl_dashboard import dashboard_figure
+
+    assert status_line([]) == "等待第一步……"
+    assert status_line([{"step": 3, "loss": 1.5}], total_steps=10) == "第 3 步 / 10 · 损失 1.500"
+    fig = dashboard_figure([{"step": 1, "reward": 0.5, "accuracy": 0.4, "format": 0.9, "think_length": 5.0}])
+    assert fig.layout.xaxis.title.text == "强化学习步数"
+    assert [a.text for a in fig.layout.annotations][:2] == ["奖励与准确率", "平均思考长度（词元）"]
+    assert fig.data[0].name == "平均奖励"
