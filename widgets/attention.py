@@ -289,11 +289,11 @@ def step_figure(steps: AttentionSteps, name: str, labels: list[str]) -> go.Figur
     m = getattr(steps, name)
     where = msg("attention.where", layer=steps.layer, head=steps.head)
     if name in ("scores", "masked", "probs"):
-        return matrix_figure(m, labels, labels, title=where + STEP_TITLES[name],
+        return matrix_figure(m, labels, labels, title=where + msg("attention.steps." + name),
                              colorscale="Blues" if name == "probs" else "RdBu",
                              zmid=None if name == "probs" else 0.0,
                              xaxis_title=msg("attention.key_axis"), yaxis_title=msg("attention.query_axis"))
-    title = STEP_TITLES[name] if name == "embeddings" else where + STEP_TITLES[name]
+    title = msg("attention.steps." + name) if name == "embeddings" else where + msg("attention.steps." + name)
     return matrix_figure(m, labels, title=title, xaxis_title=msg("attention.dimension"), fmt=".1f")
 
 
@@ -315,7 +315,7 @@ def heads_figure(tr: AttentionTrace, layers: list[int] | None = None) -> go.Figu
     """A grid of attention maps, one row per layer and one column per head."""
     L, H, T, _ = tr.attentions.shape
     layers = list(range(L)) if layers is None else layers
-    fig = make_subplots(rows=len(layers), cols=H, subplot_titles=[f"layer {l}, head {h}" for l in layers
+    fig = make_subplots(rows=len(layers), cols=H, subplot_titles=[msg("attention.layer_head_title", layer=l, head=h) for l in layers
                                                                   for h in range(H)],
                         horizontal_spacing=0.03, vertical_spacing=0.06)
     labels = tr.labels
@@ -419,8 +419,7 @@ class AttentionExplorer(ipywidgets.VBox):
         l, h, t = self.layer.value, self.head.value, self.query.value
         j, w = top_attended(self.trace, l, h, t)
         labels = [html.escape(lab) for lab in self.trace.labels]
-        self.caption.value = (f"<b>layer {l}, head {h}</b>: token {t} '{labels[t]}' attends most to "
-                              f"token {j} '{labels[j]}' (weight {w:.2f})")
+        self.caption.value = msg("attention.caption", layer=l, head=h, t=t, label=labels[t], j=j, label_j=labels[j], w=w)
         self.bar_figure = attends_figure(self.trace, l, h, t)
         with self.bars:
             self.bars.clear_output(wait=True)

@@ -81,7 +81,7 @@ def kl_penalty(log_ratios: Sequence[float]) -> list[float]:
 def advantage_figure(summary: dict) -> go.Figure:
     """Rewards (left) beside advantages (right) for one group; the mean as a dashed line."""
     n = len(summary["rewards"])
-    names = [f"sample {i + 1}" for i in range(n)]
+    names = [msg("grpo.sample", i=i + 1) for i in range(n)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         msg("grpo.rewards"), msg("grpo.advantages_title", scale=repr(summary["scale_rewards"]))))
     fig.add_trace(go.Bar(x=names, y=summary["rewards"], name=msg("grpo.reward"), marker_color="#1f77b4",
@@ -106,9 +106,8 @@ def advantage_caption(summary: dict) -> str:
     """e.g. 'rewards 90, 80, 70, 60 · mean 75 · std 12.91 · advantages +1.16, +0.39, -0.39, -1.16'."""
     rewards = ", ".join(f"{r:g}" for r in summary["rewards"])
     adv = ", ".join(f"{a:+.2f}" for a in summary["advantages"])
-    scale = "÷ (std + 1e-4)" if summary["scale_rewards"] == "group" else "not scaled"
-    return (f"rewards {rewards} · mean {summary['mean']:.4g} · std {summary['std']:.4g} ({scale}) · "
-            f"advantages {adv}")
+    scale = "÷ (std + 1e-4)" if summary["scale_rewards"] == "group" else msg("grpo.not_scaled")
+    return msg("grpo.caption", rewards=rewards, mean=summary["mean"], std=summary["std"], scale=scale, adv=adv)
 
 
 def clip_figure(curves: dict[str, dict], epsilon: float = 0.2) -> go.Figure:

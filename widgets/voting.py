@@ -42,8 +42,7 @@ def voting_summary(answers: Answers, golds: Sequence[int]) -> dict:
 
 def voting_caption(summary: dict, n: int) -> str:
     """'N = 5: majority-vote accuracy 0.93 (single sample 0.81, pass@5 0.99)'."""
-    return (f"N = {n}: majority-vote accuracy {summary['majority'][n]:.2f} "
-            f"(single sample {summary['single']:.2f}, pass@{n} {summary['pass'][n]:.2f})")
+    return msg("voting.caption", n=n, majority=summary["majority"][n], single=summary["single"], passn=summary["pass"][n])
 
 
 def voting_figure(summaries: dict[str, dict], n: int, title: str = "") -> go.Figure:

@@ -183,4 +183,23 @@ MESSAGES = {
     "dashboard.largest": "largest expert's share of routed slots",
     "dashboard.largest_name": "{name}: largest share",
     "dashboard.balance_title": "balancing compared, MoE layer {layer} of each run{avg}",
+    # attention.py
+    "attention.steps.embeddings": "token embeddings (T, C)",
+    "attention.steps.x": "residual stream entering the layer (T, C)",
+    "attention.steps.normed": "x after RMSNorm (T, C)",
+    "attention.steps.q": "queries Q after RoPE (T, D)",
+    "attention.steps.k": "keys K after RoPE (T, D)",
+    "attention.steps.v": "values V (T, D)",
+    "attention.steps.scores": "scores Q Kᵀ / √D (T, T)",
+    "attention.steps.masked": "causal mask: future keys set to −∞ (T, T)",
+    "attention.steps.probs": "softmax: attention weights (T, T)",
+    "attention.steps.out": "weighted sum of values, weights @ V (T, D)",
+    "attention.layer_head_title": "layer {layer}, head {head}",
+    "attention.caption": "<b>layer {layer}, head {head}</b>: token {t} '{label}' attends most to token {j} '{label_j}' (weight {w:.2f})",
+    # voting.py
+    "voting.caption": "N = {n}: majority-vote accuracy {majority:.2f} (single sample {single:.2f}, pass@{n} {passn:.2f})",
+    # grpo.py
+    "grpo.sample": "sample {i}",
+    "grpo.not_scaled": "not scaled",
+    "grpo.caption": "rewards {rewards} · mean {mean:.4g} · std {std:.4g} ({scale}) · advantages {adv}",
 }

@@ -180,4 +180,23 @@ MESSAGES = {
     "dashboard.largest": "最大专家分到的路由名额比例",
     "dashboard.largest_name": "{name}：最大份额",
     "dashboard.balance_title": "均衡方式对比，每次运行的第 {layer} 个 MoE 层{avg}",
+    # attention.py
+    "attention.steps.embeddings": "词元嵌入 (T, C)",
+    "attention.steps.x": "进入该层的残差流 (T, C)",
+    "attention.steps.normed": "RMSNorm 之后的 x (T, C)",
+    "attention.steps.q": "RoPE 之后的查询 Q (T, D)",
+    "attention.steps.k": "RoPE 之后的键 K (T, D)",
+    "attention.steps.v": "值 V (T, D)",
+    "attention.steps.scores": "打分 Q Kᵀ / √D (T, T)",
+    "attention.steps.masked": "因果掩码：未来的键设为 −∞ (T, T)",
+    "attention.steps.probs": "softmax：注意力权重 (T, T)",
+    "attention.steps.out": "对值加权求和，weights @ V (T, D)",
+    "attention.layer_head_title": "第 {layer} 层第 {head} 个头",
+    "attention.caption": "<b>第 {layer} 层第 {head} 个头</b>：词元 {t} '{label}' 最关注词元 {j} '{label_j}'（权重 {w:.2f}）",
+    # voting.py
+    "voting.caption": "N = {n}：多数投票准确率 {majority:.2f}（单个样本 {single:.2f}，pass@{n} {passn:.2f}）",
+    # grpo.py
+    "grpo.sample": "样本 {i}",
+    "grpo.not_scaled": "不缩放",
+    "grpo.caption": "奖励 {rewards} · 均值 {mean:.4g} · 标准差 {std:.4g}（{scale}）· 优势值 {adv}",
 }
