@@ -86,6 +86,18 @@ def test_markdown_translated_from_current_english(path):
 
 
 @params
+def test_markdown_is_chinese(path):
+    """A cell stamped as translated but still holding English prose would slip past the hash check."""
+    import re
+
+    en, zh = _pair(path)
+    english = [ed.describe(a, i) for i, (a, b) in enumerate(zip(en["cells"], zh["cells"]))
+               if a["cell_type"] == "markdown" and re.search(r"[A-Za-z]{4,}", ed.source(a))
+               and len(re.findall(r"[\u4e00-\u9fff]", ed.source(b))) < 5]
+    assert not english, f"{path.name}: zh cells without Chinese prose: {english}"
+
+
+@params
 def test_sync_has_nothing_to_do(path):
     """The zh code is exactly what the tool generates: nothing edited by hand, no unused string swap."""
     en, zh = _pair(path)
