@@ -202,4 +202,15 @@ MESSAGES = {
     "grpo.sample": "sample {i}",
     "grpo.not_scaled": "not scaled",
     "grpo.caption": "rewards {rewards} · mean {mean:.4g} · std {std:.4g} ({scale}) · advantages {adv}",
+    # rollouts.py
+    "rollouts.completion": "completion",
+    "rollouts.format": "format",
+    "rollouts.accuracy": "accuracy",
+    "rollouts.acc": "acc",
+    "rollouts.fmt": "fmt",
+    "rollouts.think": "think",
+    "rollouts.cut_off": " (cut off at the length cap)",
+    "rollouts.trained_on": " (this model trained on 3 to 8 numbers)",
+    "rollouts.caption": "{n} samples at temperature {temperature:.1f}: {ok:g} correct, {fmt:g} well formed, mean reward {mean:.2f}",
+    "rollouts.all_equal": " · every reward equal: zero advantage, nothing to learn",
 }
