@@ -167,6 +167,7 @@ def bridge_table_figure(tables: dict[str, dict[int, dict[str, float]]]) -> go.Fi
     for col, (name, table) in enumerate(tables.items(), start=1):
         steps = list(table)
         for key, label in COLUMNS.items():
+            label = msg("bridge.column." + key)
             fig.add_trace(go.Bar(x=[str(n) for n in steps], y=[table[n][key] for n in steps], name=label,
                                  marker_color=COLORS[key], legendgroup=key, showlegend=col == 1,
                                  text=[f"{table[n][key]:.2g}" for n in steps], textposition="outside",
@@ -193,7 +194,7 @@ def nll_curve_figure(curves: dict[str, Sequence[float]], title: str = "") -> go.
 def intervention_figure(result: dict, title: str = "") -> go.Figure:
     """`analysis.empty_think_intervention`: the answer distribution over 0-9, empty think vs gold chain."""
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
-                        subplot_titles=("empty think block: the jump", "after the gold chain: the bridge"))
+                        subplot_titles=(msg("bridge.empty_think"), msg("bridge.after_gold")))
     for col, key in enumerate(("empty_think", "gold_chain"), start=1):
         colors = ["#ef553b" if d == result["gold"] else "#9ca3af" for d in range(10)]
         fig.add_trace(go.Bar(x=[str(d) for d in range(10)], y=result[key], marker_color=colors, showlegend=False,

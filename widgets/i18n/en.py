@@ -213,4 +213,10 @@ MESSAGES = {
     "rollouts.trained_on": " (this model trained on 3 to 8 numbers)",
     "rollouts.caption": "{n} samples at temperature {temperature:.1f}: {ok:g} correct, {fmt:g} well formed, mean reward {mean:.2f}",
     "rollouts.all_equal": " · every reward equal: zero advantage, nothing to learn",
+    # bridge.py
+    "bridge.column.query": "query alone",
+    "bridge.column.own_chain": "own chain",
+    "bridge.column.gold_chain": "gold chain",
+    "bridge.empty_think": "empty think block: the jump",
+    "bridge.after_gold": "after the gold chain: the bridge",
 }

@@ -210,4 +210,10 @@ MESSAGES = {
     "rollouts.trained_on": "（这个模型是在 3 到 8 个数字上训练的）",
     "rollouts.caption": "温度 {temperature:.1f} 下的 {n} 个样本：{ok:g} 个正确，{fmt:g} 个格式完整，平均奖励 {mean:.2f}",
     "rollouts.all_equal": " · 奖励全部相等：优势值为零，什么也学不到",
+    # bridge.py
+    "bridge.column.query": "只给问题",
+    "bridge.column.own_chain": "自己的推导",
+    "bridge.column.gold_chain": "标准推导",
+    "bridge.empty_think": "空思考块：直接跳",
+    "bridge.after_gold": "标准推导之后：过桥",
 }
