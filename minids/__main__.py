@@ -5,6 +5,7 @@
     r1zero     pretraining, the gate, then GRPO; history, summary, checkpoints and an HTML report
     generate   sample completions from a checkpoint
     info       parameter counts of a configuration
+    editions   keep the translated notebooks (notebooks/zh/) in step with the English ones
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def cmd_lab(args):
         settings.parent.mkdir(parents=True, exist_ok=True)
         settings.write_text(resources.files("minids.data").joinpath("lab_overrides.json").read_text())
     notebooks = Path(args.notebooks)
+    if args.lang != "en":
+        notebooks = notebooks / args.lang
     if not notebooks.is_dir():
         sys.exit(f"no notebooks folder at {notebooks.resolve()}; pass --notebooks PATH")
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or shutil.which("jupyter")
@@ -137,6 +140,28 @@ def lab_options(extra: list[str], root: bool) -> list[str]:
               "this machine's address in place of the host (or forward the port: ssh -L 8888:localhost:8888 HOST)",
               file=sys.stderr)
     return extra
+
+
+def cmd_editions(args):
+    """Rebuild the editions' code cells from English; list the markdown cells to (re)translate."""
+    from .editions import sync_all
+
+    translated = {}
+    for item in args.translated:
+        name, _, key = item.partition(":")
+        if not key:
+            raise ValueError(f"--translated takes NOTEBOOK:CELL_ID, got {item!r}")
+        translated.setdefault(name, []).append(key)
+    reports = sync_all(Path(args.notebooks), args.lang, write=not args.check, translated=translated)
+    todo = 0
+    for r in reports:
+        for line in r.lines():
+            print(line)
+        # after a write only a translator's work is left; --check also counts what sync would write
+        todo += (not r.in_sync) if args.check else len(r.todo) + (not r.added and bool(r.removed))
+    if todo:
+        print(f"{todo} item(s) need attention (see above)")
+        sys.exit(1)
 
 
 def cmd_pretrain(args):
@@ -299,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="start JupyterLab on the notebooks (classroom settings)")
     p.add_argument("--notebooks", default="notebooks", help="folder to open (default: notebooks)")
+    p.add_argument("--lang", default="en", choices=["en", "zh"],
+                   help="en: the English notebooks; zh: the Chinese edition (NOTEBOOKS/zh)")
     p.epilog = ("Any further options (e.g. --port 8899 --no-browser) are passed on to jupyter lab; as root, "
                 "--allow-root is added. From another machine or a container: --ip 0.0.0.0 --no-browser, then open "
                 "the printed URL (with its token) at this machine's address, or forward the port with ssh -L.")
@@ -364,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="parameter counts of the default configuration")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("editions", help="keep the translated notebooks in step with the English ones")
+    esub = p.add_subparsers(dest="action", required=True)
+    e = esub.add_parser("sync", help="rebuild code cells from English; list markdown cells to (re)translate")
+    e.add_argument("--notebooks", default="notebooks", help="the English notebooks (default: notebooks)")
+    e.add_argument("--lang", default="zh", choices=["zh"], help="the edition (default: zh)")
+    e.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is out of date")
+    e.add_argument("--translated", action="append", default=[], metavar="NOTEBOOK:CELL_ID",
+                   help="this markdown cell's translation now follows the current English (repeatable)")
+    e.set_defaults(func=cmd_editions)
     return parser
 
 

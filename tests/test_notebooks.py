@@ -29,12 +29,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = Path(os.environ.get("MINIDS_NOTEBOOKS_DIR") or REPO / "notebooks")
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+# the English notebooks, then the Chinese edition (notebooks/zh/, built by `python -m minids editions sync`)
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb")) + sorted(NOTEBOOKS_DIR.glob("zh/*.ipynb"))
 NAME_RE = re.compile(r"^\d\d[a-z]?_[a-z0-9]+(_[a-z0-9]+)*\.ipynb$")  # 04b: a chapter between 04 and 05
 CELL_TIMEOUT_S = 300  # the slowest cell in the fast setting takes well under a minute on 2 cores
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-nb_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+nb_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.relative_to(NOTEBOOKS_DIR).as_posix() for p in NOTEBOOKS])
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -72,9 +73,9 @@ def test_static_notebooks_exist():
 
 
 def test_static_names_unique_numbers():
-    numbers = [p.name.split("_")[0] for p in NOTEBOOKS]
+    numbers = [p.relative_to(NOTEBOOKS_DIR).as_posix()[:-len(p.name)] + p.name.split("_")[0] for p in NOTEBOOKS]
     dup = sorted({n for n in numbers if numbers.count(n) > 1})
-    assert not dup, f"two notebooks share the number(s) {dup}: {[p.name for p in NOTEBOOKS if p.name[:2] in dup]}"
+    assert not dup, f"two notebooks share the number(s) {dup}: {[n for n in numbers if n in dup]}"
 
 
 @nb_params
@@ -159,9 +160,10 @@ def test_execute(path, tmp_path, monkeypatch):
 
     def run():
         """Execute the notebook in a fresh kernel -> (per-cell timings, failure report or None, timed out?)."""
-        nb = read(work / path.name)
+        here = work / path.relative_to(NOTEBOOKS_DIR)
+        nb = read(here)
         client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,
-                                resources={"metadata": {"path": str(work)}})
+                                resources={"metadata": {"path": str(here.parent)}})
         timings = []
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):

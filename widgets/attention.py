@@ -42,6 +42,7 @@ from minids.model import Transformer, apply_rope
 from minids.tokenizer import Tokenizer
 
 from .common import check_text, message_html, show_piece
+from widgets.i18n import msg
 
 STEPS = ("embeddings", "x", "normed", "q", "k", "v", "scores", "masked", "probs", "out")
 STEP_TITLES = {
@@ -130,9 +131,9 @@ def attention_steps(model: Transformer, tr: AttentionTrace, layer: int, head: in
     """
     cfg = model.config
     if not 0 <= layer < cfg.n_layers:
-        raise ValueError(f"layer must be in 0..{cfg.n_layers - 1}, got {layer}")
+        raise ValueError(msg("attention.bad_layer", max=cfg.n_layers - 1, layer=layer))
     if not 0 <= head < cfg.n_heads:
-        raise ValueError(f"head must be in 0..{cfg.n_heads - 1}, got {head}")
+        raise ValueError(msg("attention.bad_head", max=cfg.n_heads - 1, head=head))
     block, D = model.layers[layer], cfg.head_dim
     x = tr.layer_inputs[layer].float()  # (T, C)
     T = x.shape[0]
@@ -286,14 +287,14 @@ def step_figure(steps: AttentionSteps, name: str, labels: list[str]) -> go.Figur
     if name not in STEPS:
         raise ValueError(f"step must be one of {STEPS}, got {name!r}")
     m = getattr(steps, name)
-    where = f"layer {steps.layer}, head {steps.head}: "
+    where = msg("attention.where", layer=steps.layer, head=steps.head)
     if name in ("scores", "masked", "probs"):
-        return matrix_figure(m, labels, labels, title=where + STEP_TITLES[name],
+        return matrix_figure(m, labels, labels, title=where + msg("attention.steps." + name),
                              colorscale="Blues" if name == "probs" else "RdBu",
                              zmid=None if name == "probs" else 0.0,
-                             xaxis_title="key (looked at)", yaxis_title="query (looking)")
-    title = STEP_TITLES[name] if name == "embeddings" else where + STEP_TITLES[name]
-    return matrix_figure(m, labels, title=title, xaxis_title="dimension", fmt=".1f")
+                             xaxis_title=msg("attention.key_axis"), yaxis_title=msg("attention.query_axis"))
+    title = msg("attention.steps." + name) if name == "embeddings" else where + msg("attention.steps." + name)
+    return matrix_figure(m, labels, title=title, xaxis_title=msg("attention.dimension"), fmt=".1f")
 
 
 def attends_figure(tr: AttentionTrace, layer: int, head: int, query: int) -> go.Figure:
@@ -303,9 +304,9 @@ def attends_figure(tr: AttentionTrace, layer: int, head: int, query: int) -> go.
     fig = go.Figure(go.Bar(x=list(range(query + 1)), y=row, text=[f"{w:.2f}" for w in row], textposition="outside",
                            marker_color=["#1d4ed8" if w == max(row) else "#93c5fd" for w in row],
                            hovertemplate="%{customdata}: %{y:.3f}<extra></extra>", customdata=labels[: query + 1]))
-    fig.update_xaxes(**_axis(labels[: query + 1]), title="key token")
-    fig.update_yaxes(range=[0, 1.1], title="attention weight")
-    fig.update_layout(title=f"layer {layer}, head {head}: where token {query} '{labels[query]}' looks",
+    fig.update_xaxes(**_axis(labels[: query + 1]), title=msg("attention.key_token"))
+    fig.update_yaxes(range=[0, 1.1], title=msg("attention.weight"))
+    fig.update_layout(title=msg("attention.attends_title", layer=layer, head=head, query=query, label=labels[query]),
                       height=320, margin=dict(l=60, r=20, t=50, b=40))
     return fig
 
@@ -314,7 +315,7 @@ def heads_figure(tr: AttentionTrace, layers: list[int] | None = None) -> go.Figu
     """A grid of attention maps, one row per layer and one column per head."""
     L, H, T, _ = tr.attentions.shape
     layers = list(range(L)) if layers is None else layers
-    fig = make_subplots(rows=len(layers), cols=H, subplot_titles=[f"layer {l}, head {h}" for l in layers
+    fig = make_subplots(rows=len(layers), cols=H, subplot_titles=[msg("attention.layer_head_title", layer=l, head=h) for l in layers
                                                                   for h in range(H)],
                         horizontal_spacing=0.03, vertical_spacing=0.06)
     labels = tr.labels
@@ -337,7 +338,7 @@ def relation_figure(names: list[str], scores: torch.Tensor) -> go.Figure:
     R, L, H = scores.shape
     heads = [f"L{l}H{h}" for l in range(L) for h in range(H)]
     return matrix_figure(scores.reshape(R, L * H), names, heads, colorscale="Blues", zmid=None, annotate=True,
-                         title="mean attention weight from query to key, per head", xaxis_title="layer, head")
+                         title=msg("attention.relation_title"), xaxis_title=msg("attention.layer_head"))
 
 
 def entropy_figure(entropies: dict[str, torch.Tensor]) -> go.Figure:
@@ -346,9 +347,9 @@ def entropy_figure(entropies: dict[str, torch.Tensor]) -> go.Figure:
     for name, ent in entropies.items():
         L, H = ent.shape
         fig.add_trace(go.Bar(name=name, x=[f"L{l}H{h}" for l in range(L) for h in range(H)],
-                             y=ent.flatten().tolist(), hovertemplate="%{x}: %{y:.2f} nats<extra></extra>"))
-    fig.update_layout(barmode="group", height=340, yaxis_title="mean entropy (nats)", xaxis_title="layer, head",
-                      title="how spread out each head's attention is (lower = sharper)",
+                             y=ent.flatten().tolist(), hovertemplate=msg("attention.entropy_hover") + "<extra></extra>"))
+    fig.update_layout(barmode="group", height=340, yaxis_title=msg("attention.entropy_axis"), xaxis_title=msg("attention.layer_head"),
+                      title=msg("attention.entropy_title"),
                       margin=dict(l=60, r=20, t=50, b=40))
     return fig
 
@@ -364,12 +365,12 @@ class AttentionExplorer(ipywidgets.VBox):
         self.figure = self.bar_figure = None  # what the outputs show now, kept for tests
         self._updating = False
         cfg = model.config
-        self.text = ipywidgets.Text(value=text, description="text", continuous_update=False,
+        self.text = ipywidgets.Text(value=text, description=msg("tokens.text"), continuous_update=False,
                                     layout=ipywidgets.Layout(width="95%"))
-        self.layer = ipywidgets.IntSlider(value=layer, min=0, max=cfg.n_layers - 1, description="layer")
-        self.head = ipywidgets.IntSlider(value=head, min=0, max=cfg.n_heads - 1, description="head")
-        self.step = ipywidgets.Dropdown(options=list(STEPS), value=step, description="step")
-        self.query = ipywidgets.Dropdown(description="query token")
+        self.layer = ipywidgets.IntSlider(value=layer, min=0, max=cfg.n_layers - 1, description=msg("attention.layer"))
+        self.head = ipywidgets.IntSlider(value=head, min=0, max=cfg.n_heads - 1, description=msg("attention.head"))
+        self.step = ipywidgets.Dropdown(options=list(STEPS), value=step, description=msg("attention.step"))
+        self.query = ipywidgets.Dropdown(description=msg("attention.query_token"))
         self.message = ipywidgets.HTML()
         self.caption = ipywidgets.HTML()
         self.heatmap = ipywidgets.Output()
@@ -418,8 +419,7 @@ class AttentionExplorer(ipywidgets.VBox):
         l, h, t = self.layer.value, self.head.value, self.query.value
         j, w = top_attended(self.trace, l, h, t)
         labels = [html.escape(lab) for lab in self.trace.labels]
-        self.caption.value = (f"<b>layer {l}, head {h}</b>: token {t} '{labels[t]}' attends most to "
-                              f"token {j} '{labels[j]}' (weight {w:.2f})")
+        self.caption.value = msg("attention.caption", layer=l, head=h, t=t, label=labels[t], j=j, label_j=labels[j], w=w)
         self.bar_figure = attends_figure(self.trace, l, h, t)
         with self.bars:
             self.bars.clear_output(wait=True)

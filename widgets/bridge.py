@@ -32,6 +32,7 @@ from minids.rewards import parse_completion, parse_number, think_steps
 from minids.tasks import Problem
 from minids.tokenizer import Tokenizer
 from widgets.common import message_html, show_piece, token_strip_html
+from widgets.i18n import msg
 
 CHAINS = ("gold chain", "own chain (greedy)")
 COLUMNS = {"query": "query alone", "own_chain": "own chain", "gold_chain": "gold chain"}  # bridge_table keys
@@ -147,15 +148,15 @@ def surprisal_figure(view: dict, title: str = "") -> go.Figure:
     colors = ["#ef553b" if i == answer else "#636efa" for i in x]
     labels = [show_piece(p) for p in pieces]
     fig = go.Figure([
-        go.Bar(x=x, y=[0 if math.isnan(s) else s for s in nats], marker_color=colors, name="surprisal",
-               customdata=labels, hovertemplate="%{customdata}: %{y:.3f} nats<extra>surprisal</extra>"),
-        go.Scatter(x=x, y=[None if math.isnan(h) else h for h in ent], mode="lines+markers", name="entropy",
+        go.Bar(x=x, y=[0 if math.isnan(s) else s for s in nats], marker_color=colors, name=msg("bridge.surprisal"),
+               customdata=labels, hovertemplate="%{customdata}: %{y:.3f} nats<extra>" + msg("bridge.surprisal") + "</extra>"),
+        go.Scatter(x=x, y=[None if math.isnan(h) else h for h in ent], mode="lines+markers", name=msg("bridge.entropy"),
                    line=dict(color="#9ca3af"), customdata=labels,
-                   hovertemplate="%{customdata}: %{y:.3f} nats<extra>entropy</extra>"),
+                   hovertemplate="%{customdata}: %{y:.3f} nats<extra>" + msg("bridge.entropy") + "</extra>"),
     ])
     fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", annotation_text="ln 10")
     fig.update_layout(title=title, height=340, margin=dict(t=50, b=70, l=50, r=20),
-                      yaxis_title="nats", xaxis=dict(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60),
+                      yaxis_title=msg("bridge.nats"), xaxis=dict(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return fig
 
@@ -172,17 +173,18 @@ def bridge_table_figure(tables: dict[str, dict[int, dict[str, float]]]) -> go.Fi
     for col, (name, table) in enumerate(tables.items(), start=1):
         steps = list(table)
         for key, label in COLUMNS.items():
+            label = msg("bridge.column." + key)
             fig.add_trace(go.Bar(x=[str(n) for n in steps], y=[table[n][key] for n in steps], name=label,
                                  marker_color=COLORS[key], legendgroup=key, showlegend=col == 1,
                                  hovertemplate=f"%{{x}} steps: %{{y:.4f}} nats<extra>{label}</extra>"), 1, col)
         fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", row=1, col=col,
-                      annotation_text="chance (ln 10)" if col == 1 else None, annotation_position="top left")
-        fig.update_xaxes(title_text="steps in the problem", row=1, col=col)
+                      annotation_text=msg("bridge.chance") if col == 1 else None, annotation_position="top left")
+        fig.update_xaxes(title_text=msg("bridge.steps_axis"), row=1, col=col)
     fig.update_yaxes(type="log", range=[math.log10(low / 3), math.log10(max(max(values), CHANCE_NLL) * 2)],
                      dtick=1, exponentformat="power")
-    fig.update_yaxes(title_text="answer NLL (nats, log scale)", row=1, col=1)
+    fig.update_yaxes(title_text=msg("bridge.nll_axis"), row=1, col=1)
     fig.update_layout(barmode="group", height=420, margin=dict(t=70, b=40, l=70, r=20),
-                      title="The answer's NLL given the query alone, the model's own chain, the gold chain")
+                      title=msg("bridge.table_title"))
     return fig
 
 
@@ -190,23 +192,23 @@ def nll_curve_figure(curves: dict[str, Sequence[float]], title: str = "") -> go.
     """Answer NLL after k = 0, 1, ... gold steps, one line per label, with the chance level."""
     fig = go.Figure([go.Scatter(x=list(range(len(ys))), y=list(ys), mode="lines+markers", name=name)
                      for name, ys in curves.items()])
-    fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", annotation_text="chance, ln 10")
-    fig.update_layout(title=title, height=340, xaxis_title="gold steps revealed (k)",
-                      yaxis_title="answer NLL (nats)", margin=dict(t=50, b=40, l=60, r=20))
+    fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", annotation_text=msg("bridge.chance"))
+    fig.update_layout(title=title, height=340, xaxis_title=msg("bridge.k_axis"),
+                      yaxis_title=msg("bridge.nll_axis"), margin=dict(t=50, b=40, l=60, r=20))
     return fig
 
 
 def intervention_figure(result: dict, title: str = "") -> go.Figure:
     """`analysis.empty_think_intervention`: the answer distribution over 0-9, empty think vs gold chain."""
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
-                        subplot_titles=("empty think block: the jump", "after the gold chain: the bridge"))
+                        subplot_titles=(msg("bridge.empty_think"), msg("bridge.after_gold")))
     for col, key in enumerate(("empty_think", "gold_chain"), start=1):
         colors = ["#ef553b" if d == result["gold"] else "#9ca3af" for d in range(10)]
         fig.add_trace(go.Bar(x=[str(d) for d in range(10)], y=result[key], marker_color=colors, showlegend=False,
                              hovertemplate="p(%{x}) = %{y:.3f}<extra></extra>"), 1, col)
-        fig.update_xaxes(title_text="answer digit", row=1, col=col)
-    fig.add_hline(y=0.1, line_dash="dot", line_color="#9ca3af", row=1, col=1, annotation_text="uniform 0.1")
-    fig.update_yaxes(title_text="probability", range=[0, 1.02], row=1, col=1)
+        fig.update_xaxes(title_text=msg("bridge.digit"), row=1, col=col)
+    fig.add_hline(y=0.1, line_dash="dot", line_color="#9ca3af", row=1, col=1, annotation_text=msg("bridge.uniform"))
+    fig.update_yaxes(title_text=msg("sampling.probability"), range=[0, 1.02], row=1, col=1)
     fig.update_layout(title=title, height=340, margin=dict(t=70, b=40, l=60, r=20))
     return fig
 
@@ -219,7 +221,7 @@ def entropy_figure(series: dict[str, tuple[Sequence[str], Sequence[float]]], tit
                                  mode="lines+markers", name=name, customdata=[show_piece(p) for p in pieces],
                                  hovertemplate="%{customdata}: %{y:.3f} nats<extra>" + name + "</extra>"))
     fig.add_hline(y=CHANCE_NLL, line_dash="dot", line_color="#9ca3af", annotation_text="ln 10")
-    fig.update_layout(title=title, height=320, xaxis_title="token position", yaxis_title="entropy (nats)",
+    fig.update_layout(title=title, height=320, xaxis_title=msg("bridge.position"), yaxis_title=msg("bridge.entropy_axis"),
                       margin=dict(t=50, b=40, l=60, r=20))
     return fig
 
@@ -233,12 +235,12 @@ class BridgeExplorer(widgets.VBox):
     def __init__(self, models: dict[str, tuple[Transformer, Tokenizer]], problems: Sequence[Problem],
                  index: int = 0):
         if not models or not problems:
-            raise ValueError("BridgeExplorer needs at least one model and one problem")
+            raise ValueError(msg("bridge.empty"))
         self.models, self.problems = models, list(problems)
-        self.index = widgets.IntSlider(value=index, min=0, max=len(self.problems) - 1, description="problem",
+        self.index = widgets.IntSlider(value=index, min=0, max=len(self.problems) - 1, description=msg("bridge.problem"),
                                        continuous_update=False)
-        self.model = widgets.ToggleButtons(options=list(models), description="model")
-        self.chain = widgets.ToggleButtons(options=list(CHAINS), description="chain")
+        self.model = widgets.ToggleButtons(options=list(models), description=msg("bridge.model"))
+        self.chain = widgets.ToggleButtons(options=list(CHAINS), description=msg("bridge.chain"))
         self.caption = widgets.HTML()
         self.strips = widgets.HTML()
         self.plot = widgets.Output()
@@ -265,7 +267,7 @@ class BridgeExplorer(widgets.VBox):
         try:
             view = bridge_view(model, tok, problem, self._chain(name, problem))
         except ValueError as e:  # e.g. a problem too long for this model's context
-            self.caption.value = message_html(f"Can't score this problem: {e}")
+            self.caption.value = message_html(msg("bridge.cannot_score", error=e))
             self.strips.value, self.view, self.figure = "", None, None
             with self.plot:
                 clear_output()
@@ -277,7 +279,7 @@ class BridgeExplorer(widgets.VBox):
             + strip_html(view["with"]["pieces"], view["with"]["nats"], view["with"]["entropy"])
             + '<div style="color:#6b7280">with an empty think block</div>'
             + strip_html(view["without"]["pieces"], view["without"]["nats"], view["without"]["entropy"]))
-        self.figure = surprisal_figure(view, title=f"surprisal per token, {name}, {self.chain.value}")
+        self.figure = surprisal_figure(view, title=msg("bridge.explorer_title", name=name, chain=self.chain.value))
         with self.plot:
             clear_output(wait=True)
             display(self.figure)

@@ -9,6 +9,8 @@ import html
 
 import plotly.colors
 
+from .i18n import FONT_FAMILY, msg
+
 from minids.tokenizer import Tokenizer
 
 PALETTE = plotly.colors.qualitative.Pastel + plotly.colors.qualitative.Set3  # 22 light colours
@@ -38,19 +40,19 @@ def message_html(text: str, kind: str = "warning") -> str:
     """A short boxed message shown inside a widget instead of a traceback."""
     color = {"warning": "#b45309", "error": "#b91c1c", "info": "#1d4ed8"}.get(kind, "#374151")
     return (f'<div class="minids-message" style="color:{color};border-left:3px solid {color};'
-            f'padding:4px 8px">{html.escape(text)}</div>')
+            f'padding:4px 8px;font-family:{html.escape(FONT_FAMILY)}">{html.escape(text)}</div>')
 
 
 def check_text(text: str, tokenizer: Tokenizer, max_tokens: int, allowed_special="all") -> tuple[list[int], str | None]:
     """Validate what a user typed: returns (ids, None), or ([], a message saying what is wrong)."""
     if not isinstance(text, str) or not text.strip():
-        return [], "Type some text first."
+        return [], msg("common.empty_text")
     try:
         ids = tokenizer.encode(text, allowed_special=allowed_special)
     except ValueError as e:
-        return [], f"That text can't be encoded: {e}"
+        return [], msg("common.cannot_encode", error=e)
     if len(ids) > max_tokens:
-        return [], f"That is {len(ids)} tokens; this model reads at most {max_tokens}. Shorten the text."
+        return [], msg("common.too_long", n=len(ids), max_tokens=max_tokens)
     return ids, None
 
 

@@ -34,6 +34,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from widgets.common import RedrawThrottle, fill_width, palette
+from widgets.i18n import msg
 from widgets.routing import imbalance
 
 # ----------------------------------------------------------------------------- compute
@@ -115,17 +116,17 @@ def dashboard_figure(history: list[dict], max_points: int = 300, title: str = "p
     Row 3: per MoE layer, each expert's aux-free bias. Traces are the same for any history length."""
     n_layers, n_experts = _n_moe(history)
     cols = max(3, n_layers)
-    titles = ["loss (masked cross-entropy)", "evaluation accuracy", "tokens / s"] + [""] * (cols - 3)
-    titles += [f"load, MoE layer {i + 1}" for i in range(n_layers)] + [""] * (cols - n_layers)
-    titles += [f"bias, MoE layer {i + 1}" for i in range(n_layers)] + [""] * (cols - n_layers)
+    titles = [msg("dashboard.loss_title"), msg("dashboard.eval_title"), msg("dashboard.speed_title")] + [""] * (cols - 3)
+    titles += [msg("dashboard.load_title", layer=i + 1) for i in range(n_layers)] + [""] * (cols - n_layers)
+    titles += [msg("dashboard.bias_title", layer=i + 1) for i in range(n_layers)] + [""] * (cols - n_layers)
     rows = 3 if n_layers else 1
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles[:rows * cols], vertical_spacing=0.12,
                         horizontal_spacing=0.06)
-    fig.add_trace(go.Scatter(x=[], y=[], name="loss", line_color="#1f77b4", showlegend=False), 1, 1)
-    fig.add_trace(go.Scatter(x=[], y=[], name="working accuracy", mode="lines+markers", line_color="#2ca02c"), 1, 2)
-    fig.add_trace(go.Scatter(x=[], y=[], name="answer without working", mode="lines+markers",
+    fig.add_trace(go.Scatter(x=[], y=[], name=msg("dashboard.loss"), line_color="#1f77b4", showlegend=False), 1, 1)
+    fig.add_trace(go.Scatter(x=[], y=[], name=msg("dashboard.working"), mode="lines+markers", line_color="#2ca02c"), 1, 2)
+    fig.add_trace(go.Scatter(x=[], y=[], name=msg("dashboard.direct"), mode="lines+markers",
                              line_color="#d62728"), 1, 2)
-    fig.add_trace(go.Scatter(x=[], y=[], name="tokens/s", line_color="#7f7f7f", showlegend=False), 1, 3)
+    fig.add_trace(go.Scatter(x=[], y=[], name=msg("dashboard.tokens_s"), line_color="#7f7f7f", showlegend=False), 1, 3)
     for i, key in ((0, "loss"), (3, "tokens_per_s")):
         x, y = binned(*series(history, key), max_points)
         fig.data[i].update(x=x, y=y)
@@ -138,14 +139,14 @@ def dashboard_figure(history: list[dict], max_points: int = 300, title: str = "p
             steps, values = load_series(history, layer, key)
             for e in range(n_experts):
                 x, y = binned(steps, values[:, e].tolist(), max_points)
-                fig.add_trace(go.Scatter(x=x, y=y, name=f"expert {e}", legendgroup=f"expert {e}",
+                fig.add_trace(go.Scatter(x=x, y=y, name=msg("dashboard.expert", e=e), legendgroup=f"expert {e}",
                                          line=dict(color=colors[e], width=1.5),
                                          showlegend=row == 2 and layer == 0), row, layer + 1)
     if n_layers:
         for layer in range(n_layers):
             fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=2, col=layer + 1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_xaxes(title_text="step", row=rows)
+    fig.update_xaxes(title_text=msg("dashboard.step"), row=rows)
     fig.update_layout(title=title, height=280 * rows, margin=dict(t=70, b=40, l=50, r=20),
                       legend=dict(orientation="h", y=-0.08 if rows > 1 else -0.2))
     return fig
@@ -185,14 +186,15 @@ def live_figure(history: list[dict], max_points: int = 150, title: str = "pretra
 def status_line(history: list[dict], total_steps: int | None = None) -> str:
     """e.g. "step 120 / 1500 · loss 1.234 · 9,800 tokens/s · working accuracy 0.84 (step 100)"."""
     if not history:
-        return "waiting for the first step..."
+        return msg("dashboard.waiting")
     r = history[-1]
-    parts = [f"step {r['step']}" + (f" / {total_steps}" if total_steps else ""), f"loss {r['loss']:.3f}"]
+    parts = [msg("dashboard.status_step", step=r["step"]) + (f" / {total_steps}" if total_steps else ""),
+             msg("dashboard.status_loss", loss=r["loss"])]
     if "tokens_per_s" in r:
-        parts.append(f"{r['tokens_per_s']:,.0f} tokens/s")
+        parts.append(msg("dashboard.status_speed", speed=r["tokens_per_s"]))
     steps, acc = series(history, "eval/working_accuracy")
     if acc:
-        parts.append(f"working accuracy {acc[-1]:.2f} (step {steps[-1]})")
+        parts.append(msg("dashboard.status_acc", acc=acc[-1], step=steps[-1]))
     return " · ".join(parts)
 
 
@@ -205,9 +207,9 @@ def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, 
     n_experts = _n_moe(next(iter(histories.values())))[1]
     cols = len(names)
     specs = [[{}] * cols, [{}] * cols, [{"colspan": cols}] + [None] * (cols - 1)]
-    avg = f" (loads: mean of the last {window} steps)" if window > 1 else ""
-    titles = ([f"{name}: load per expert" for name in names] + [f"{name}: bias per expert" for name in names]
-              + ["largest expert's share of routed slots"])
+    avg = msg("dashboard.avg", window=window) if window > 1 else ""
+    titles = ([msg("dashboard.run_load", name=name) for name in names] + [msg("dashboard.run_bias", name=name) for name in names]
+              + [msg("dashboard.largest")])
     fig = make_subplots(rows=3, cols=cols, specs=specs, subplot_titles=titles, vertical_spacing=0.1,
                         horizontal_spacing=0.05, shared_yaxes="rows")
     colors = palette(n_experts)
@@ -218,17 +220,17 @@ def balance_comparison_figure(histories: dict[str, list[dict]], layer: int = 0, 
             values = rolling_mean(values, window) if key == "load" else values
             for e in range(n_experts):
                 x, y = binned(steps, values[:, e].tolist(), max_points)
-                fig.add_trace(go.Scatter(x=x, y=y, name=f"expert {e}", legendgroup=f"expert {e}",
+                fig.add_trace(go.Scatter(x=x, y=y, name=msg("dashboard.expert", e=e), legendgroup=f"expert {e}",
                                          line=dict(color=colors[e], width=1.5),
                                          showlegend=row == 1 and col == 1), row, col)
         fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=1, col=col)
         x, y = binned(*max_load_series(histories[name], layer, window), max_points)
-        fig.add_trace(go.Scatter(x=x, y=y, name=f"{name}: largest share", mode="lines",
+        fig.add_trace(go.Scatter(x=x, y=y, name=msg("dashboard.largest_name", name=name), mode="lines",
                                  line=dict(color=run_colors[(col - 1) % len(run_colors)], width=2.5)), 3, 1)
     fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray", row=3, col=1,
-                  annotation_text="even share", annotation_position="bottom right")
-    fig.update_xaxes(title_text="step", row=3)
-    fig.update_layout(title=f"balancing compared, MoE layer {layer + 1} of each run{avg}", height=820,
+                  annotation_text=msg("routing.even_share"), annotation_position="bottom right")
+    fig.update_xaxes(title_text=msg("dashboard.step"), row=3)
+    fig.update_layout(title=msg("dashboard.balance_title", layer=layer + 1, avg=avg), height=820,
                       margin=dict(t=80, b=40, l=50, r=20))
     return fig
 

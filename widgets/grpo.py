@@ -28,6 +28,7 @@ from plotly.subplots import make_subplots
 from minids.grpo import group_advantages, grpo_loss
 from widgets.common import GREY, NEG, POS, message_html
 from widgets.guard import bad_controls
+from widgets.i18n import msg
 
 # ----------------------------------------------------------------------------- compute
 
@@ -40,7 +41,7 @@ def advantage_summary(rewards: Sequence[float], scale_rewards: str = "group") ->
     """
     r = torch.tensor([float(x) for x in rewards])
     if len(r) < 2:
-        raise ValueError("a group needs at least two rewards to compare")
+        raise ValueError(msg("grpo.two_rewards"))
     adv = group_advantages(r, len(r), scale_rewards)
     return {"rewards": r.tolist(), "mean": float(r.mean()), "std": float(r.std()), "advantages": adv.tolist(),
             "scale_rewards": scale_rewards}
@@ -82,14 +83,14 @@ def advantage_figure(summary: dict) -> go.Figure:
     """Rewards (left) beside advantages (right) for one group; the mean as a dashed line, named in the
     panel's title (a label on the line itself would sit on top of a bar's value)."""
     n = len(summary["rewards"])
-    names = [f"sample {i + 1}" for i in range(n)]
+    names = [msg("grpo.sample", i=i + 1) for i in range(n)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        f"rewards (dashed line: the group mean, {summary['mean']:.3g})",
-        f"advantages (scale_rewards={summary['scale_rewards']!r})"))
-    fig.add_trace(go.Bar(x=names, y=summary["rewards"], name="reward", marker_color="#1f77b4",
+        msg("grpo.rewards_mean", mean=summary["mean"]),
+        msg("grpo.advantages_title", scale=repr(summary["scale_rewards"]))))
+    fig.add_trace(go.Bar(x=names, y=summary["rewards"], name=msg("grpo.reward"), marker_color="#1f77b4",
                          text=[f"{v:.3g}" for v in summary["rewards"]], textposition="outside"), 1, 1)
     adv = summary["advantages"]
-    fig.add_trace(go.Bar(x=names, y=adv, name="advantage", marker_color=[POS if a > 0 else NEG if a < 0 else GREY
+    fig.add_trace(go.Bar(x=names, y=adv, name=msg("grpo.advantage"), marker_color=[POS if a > 0 else NEG if a < 0 else GREY
                                                                        for a in adv],
                          text=[f"{a:+.2f}" for a in adv], textposition="outside"), 1, 2)
     fig.add_hline(y=summary["mean"], line_dash="dash", line_color=GREY, row=1, col=1)
@@ -107,21 +108,20 @@ def advantage_caption(summary: dict) -> str:
     """e.g. 'rewards 90, 80, 70, 60 · mean 75 · std 12.91 · advantages +1.16, +0.39, -0.39, -1.16'."""
     rewards = ", ".join(f"{r:g}" for r in summary["rewards"])
     adv = ", ".join(f"{a:+.2f}" for a in summary["advantages"])
-    scale = "÷ (std + 1e-4)" if summary["scale_rewards"] == "group" else "not scaled"
-    return (f"rewards {rewards} · mean {summary['mean']:.4g} · std {summary['std']:.4g} ({scale}) · "
-            f"advantages {adv}")
+    scale = "÷ (std + 1e-4)" if summary["scale_rewards"] == "group" else msg("grpo.not_scaled")
+    return msg("grpo.caption", rewards=rewards, mean=summary["mean"], std=summary["std"], scale=scale, adv=adv)
 
 
 def clip_figure(curves: dict[str, dict], epsilon: float = 0.2) -> go.Figure:
     """The clipped surrogate (top) and its slope (bottom) against the ratio, one line per advantage."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("surrogate min(ρ·A, clip(ρ)·A)", "its slope d/dρ (0: no push)"))
+                        subplot_titles=(msg("grpo.surrogate"), msg("grpo.slope")))
     for (name, c), color in zip(curves.items(), (POS, NEG, "#1f77b4", "#9467bd")):
         fig.add_trace(go.Scatter(x=c["ratio"], y=c["objective"], name=name, line_color=color), 1, 1)
         fig.add_trace(go.Scatter(x=c["ratio"], y=c["slope"], name=name, line_color=color, showlegend=False), 2, 1)
     for row in (1, 2):
         fig.add_vrect(x0=1 - epsilon, x1=1 + epsilon, fillcolor="#fde68a", opacity=0.35, line_width=0, row=row, col=1)
-    fig.update_xaxes(title_text="ratio ρ = π(o_t) / π_old(o_t)", row=2, col=1)
+    fig.update_xaxes(title_text=msg("grpo.ratio"), row=2, col=1)
     fig.update_layout(height=480, margin=dict(t=50, b=40, l=50, r=20))
     return fig
 
@@ -129,8 +129,8 @@ def clip_figure(curves: dict[str, dict], epsilon: float = 0.2) -> go.Figure:
 def kl_figure(log_ratios: Sequence[float], kl: Sequence[float]) -> go.Figure:
     """k3 KL penalty per token against log(π_ref / π)."""
     fig = go.Figure(go.Scatter(x=list(log_ratios), y=list(kl), line_color="#9467bd", name="k3"))
-    fig.update_layout(height=300, xaxis_title="log π_ref(o_t) − log π(o_t)", yaxis_title="penalty per token",
-                      title="KL to the reference (k3 estimator, never negative)", margin=dict(t=50, b=40))
+    fig.update_layout(height=300, xaxis_title="log π_ref(o_t) − log π(o_t)", yaxis_title=msg("grpo.penalty"),
+                      title=msg("grpo.kl_title"), margin=dict(t=50, b=40))
     return fig
 
 
@@ -142,10 +142,10 @@ class AdvantagePlayground(widgets.VBox):
 
     def __init__(self, rewards: Sequence[float] = (90, 80, 70, 60), low: float = 0.0, high: float = 100.0):
         self.sliders = [widgets.FloatSlider(value=float(r), min=low, max=high, step=(high - low) / 100,
-                                            description=f"reward {i + 1}", continuous_update=False)
+                                            description=msg("grpo.reward_i", i=i + 1), continuous_update=False)
                         for i, r in enumerate(rewards)]
-        self.scale = widgets.ToggleButtons(options=[("÷ group std", "group"), ("no scaling", "none")],
-                                           value="group", description="scale")
+        self.scale = widgets.ToggleButtons(options=[(msg("grpo.div_std"), "group"), (msg("grpo.no_scaling"), "none")],
+                                           value="group", description=msg("grpo.scale"))
         self.caption = widgets.HTML()
         self.out = widgets.Output()
         for w in self.sliders + [self.scale]:

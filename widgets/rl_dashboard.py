@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from widgets.common import GREY, NEG, POS, RedrawThrottle, fill_width
+from widgets.i18n import msg
 
 # ----------------------------------------------------------------------------- compute
 
@@ -91,6 +92,13 @@ METRIC_LABELS = {
     "kl": "KL to reference (per token)", "frac_reward_zero_std": "groups with no reward spread",
     "eval/greedy_accuracy": "greedy accuracy (eval set)",
 }
+
+
+def _label(key: str) -> str:
+    """A metric's name in the reader's language (the key itself for a metric with no label)."""
+    return msg("rl.metric." + key) if key in METRIC_LABELS else key
+
+
 RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -102,19 +110,19 @@ def _xy(history, key):
 def dashboard_figure(history: Sequence[dict], total_steps: int | None = None, title: str = "GRPO") -> go.Figure:
     """Three panels per RL step: reward / accuracy / format (+ greedy eval), mean think length,
     entropy and the share of completions hitting the cap. Always the same 7 traces."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("reward and accuracy", "mean think length (tokens)",
-                                                        "entropy and cap hits"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(msg("rl.reward_accuracy"), msg("rl.metric.think_length"),
+                                                        msg("rl.entropy_cap")))
     for key, color, col, mode in (("reward", "#1f77b4", 1, "lines"), ("accuracy", POS, 1, "lines"),
                                   ("format", GREY, 1, "lines"), ("eval/greedy_accuracy", "#ff7f0e", 1, "markers"),
                                   ("think_length", "#9467bd", 2, "lines"), ("entropy", "#8c564b", 3, "lines"),
                                   ("completions/clipped_ratio", NEG, 3, "lines")):
         x, y = _xy(history, key)
-        fig.add_trace(go.Scatter(x=x, y=y, name=METRIC_LABELS[key], mode=mode, line_color=color,
+        fig.add_trace(go.Scatter(x=x, y=y, name=_label(key), mode=mode, line_color=color,
                                  marker_color=color), 1, col)
     if total_steps:
         fig.update_xaxes(range=[0, total_steps + 1])
     fig.update_yaxes(range=[0, 1.15], row=1, col=1)
-    fig.update_xaxes(title_text="RL step")
+    fig.update_xaxes(title_text=msg("rl.step"))
     fig.update_layout(title=title, height=360, autosize=True, margin=dict(t=70, b=40, l=50, r=20),
                       legend=dict(orientation="h", y=-0.25))
     return fig
@@ -123,14 +131,14 @@ def dashboard_figure(history: Sequence[dict], total_steps: int | None = None, ti
 def compare_figure(runs: dict[str, Sequence[dict]], keys: Sequence[str] = ("accuracy", "think_length"),
                    smooth: int = 10, title: str | None = None) -> go.Figure:
     """Several runs on the same axes, one panel per metric, each a trailing `smooth`-step mean."""
-    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[METRIC_LABELS.get(k, k) for k in keys])
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[_label(k) for k in keys])
     for (name, history), color in zip(runs.items(), RUN_COLORS * 4):
         for col, key in enumerate(keys, start=1):
             x, y = smoothed(history, key, smooth)
             fig.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name, showlegend=col == 1,
                                      line_color=color), 1, col)
-    fig.update_xaxes(title_text="RL step")
-    fig.update_layout(title=title or (f"mean of the last {smooth} steps" if smooth > 1 else None), height=360,
+    fig.update_xaxes(title_text=msg("rl.step"))
+    fig.update_layout(title=title or (msg("rl.smooth_title", smooth=smooth) if smooth > 1 else None), height=360,
                       margin=dict(t=70, b=40, l=50, r=20))
     return fig
 

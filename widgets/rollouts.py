@@ -32,6 +32,8 @@ from minids.tasks import Problem, eval_problems, parse_problem
 from minids.tokenizer import Tokenizer
 from widgets.common import GREY, NEG, POS, check_text, message_html
 from widgets.guard import bad_controls
+from widgets import i18n
+from widgets.i18n import msg
 
 # ----------------------------------------------------------------------------- compute
 
@@ -187,7 +189,7 @@ def _cells(values, tag="td") -> str:
 
 def reward_table_html(rows: Sequence[dict]) -> str:
     """Completion · format · accuracy · reward, one row per hand-picked completion."""
-    head = _cells(["completion", "format", "accuracy", "reward"], "th")
+    head = _cells([msg("rollouts.completion"), msg("rollouts.format"), msg("rollouts.accuracy"), msg("grpo.reward")], "th")
     body = "".join("<tr>" + _cells([completion_html(r["completion"], r["error"]), f"{r['format']:g}",
                                     f"{r['accuracy']:g}", f"{r['reward']:g}"]) + "</tr>" for r in rows)
     return _TABLE.format(head=head, rows=body)
@@ -195,12 +197,13 @@ def reward_table_html(rows: Sequence[dict]) -> str:
 
 def rollout_table_html(rows: Sequence[dict]) -> str:
     """One row per sampled completion: reward, accuracy, format, advantage, think tokens, the text."""
-    head = _cells(["#", "reward", "acc", "fmt", "advantage", "think", "completion"], "th")
+    head = _cells(["#", msg("grpo.reward"), msg("rollouts.acc"), msg("rollouts.fmt"), msg("grpo.advantage"), msg("rollouts.think"),
+                  msg("rollouts.completion")], "th")
     body = []
     for i, r in enumerate(rows):
         adv = r["advantage"]
         color = POS if adv > 1e-9 else NEG if adv < -1e-9 else GREY
-        error = r["error"] + (" (cut off at the length cap)" if r["truncated"] else "") if r["error"] else None
+        error = r["error"] + (msg("rollouts.cut_off") if r["truncated"] else "") if r["error"] else None
         body.append("<tr>" + _cells([i + 1, f"{r['reward']:.1f}", f"{r['accuracy']:g}", f"{r['format']:g}",
                                      f'<b style="color:{color}">{adv:+.2f}</b>', r["think_tokens"],
                                      completion_html(r["completion"], error)]) + "</tr>")
@@ -216,7 +219,7 @@ def rollout_figure(rows: Sequence[dict]) -> go.Figure:
     fig.add_hline(y=0, line_color=GREY)
     lo, hi = min(adv + [0]), max(adv + [0])
     pad = 0.3 * max(hi - lo, 0.1)
-    fig.update_layout(height=260, yaxis_title="advantage", yaxis_range=[lo - pad, hi + pad],
+    fig.update_layout(height=260, yaxis_title=msg("grpo.advantage"), yaxis_range=[lo - pad, hi + pad],
                       margin=dict(t=20, b=30, l=50, r=20))
     return fig
 
@@ -253,16 +256,16 @@ class RolloutInspector(widgets.VBox):
         self.scale_rewards = scale_rewards
         self.seed = 0
         self.rows: list[dict] = []
-        self.problem = widgets.IntSlider(value=0, min=0, max=len(self.problems) - 1, description="problem",
+        self.problem = widgets.IntSlider(value=0, min=0, max=len(self.problems) - 1, description=msg("bridge.problem"),
                                          continuous_update=False)
-        self.question = widgets.Text(value=self.problems[0].question, description="question",
+        self.question = widgets.Text(value=self.problems[0].question, description=msg("rollouts.question"),
                                      continuous_update=False)
         wide = {"description_width": "initial"}
-        self.G = widgets.IntSlider(value=G, min=2, max=16, description="G samples", continuous_update=False,
+        self.G = widgets.IntSlider(value=G, min=2, max=16, description=msg("rollouts.G"), continuous_update=False,
                                    style=wide)
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, style=wide,
-                                               description="temperature", continuous_update=False)
-        self.again = widgets.Button(description="sample again", icon="refresh")
+                                               description=msg("sampling.temperature"), continuous_update=False)
+        self.again = widgets.Button(description=msg("rollouts.again"), icon="refresh")
         self.caption = widgets.HTML()
         self.table = widgets.HTML()
         self.out = widgets.Output()
@@ -307,11 +310,11 @@ class RolloutInspector(widgets.VBox):
         n_ok = sum(r["accuracy"] for r in self.rows)
         n_fmt = sum(r["format"] for r in self.rows)
         mean = sum(r["reward"] for r in self.rows) / len(self.rows)
-        note = " (this model trained on 3 to 8 numbers)" if not 3 <= len(problem.operands) <= 8 else ""
+        note = i18n.msg("rollouts.trained_on") if not 3 <= len(problem.operands) <= 8 else ""
         self.caption.value = (f"<b>{html.escape(problem.question)} = {problem.answer}</b>{note} · "
-                              f"{len(self.rows)} samples at temperature {self.temperature.value:.1f}: "
-                              f"{n_ok:g} correct, {n_fmt:g} well formed, mean reward {mean:.2f}"
-                              + (" · every reward equal: zero advantage, nothing to learn"
+                              + i18n.msg("rollouts.caption", n=len(self.rows), temperature=self.temperature.value,
+                                         ok=n_ok, fmt=n_fmt, mean=mean)
+                              + (i18n.msg("rollouts.all_equal")
                                  if all(abs(r["advantage"]) < 1e-9 for r in self.rows) else ""))
         self.table.value = rollout_table_html(self.rows)
         self.fig = rollout_figure(self.rows)  # what the output shows now, kept for tests

@@ -29,6 +29,7 @@ from plotly.subplots import make_subplots
 from minids.model import RouteTrace, Transformer
 from minids.tokenizer import Tokenizer
 from widgets.common import check_text, message_html, palette, show_piece, token_strip_html
+from widgets.i18n import msg
 
 # ----------------------------------------------------------------------------- compute
 
@@ -131,7 +132,7 @@ def moe_layer_ids(model: Transformer) -> list[int]:
 
 
 def _route_title(experts, weights) -> str:
-    return " · ".join(f"expert {int(e)}: {float(w):.2f}" for e, w in zip(experts, weights))
+    return " · ".join(msg("routing.expert_weight", e=int(e), w=float(w)) for e, w in zip(experts, weights))
 
 
 def token_strip(pieces: list[str], table: RouteTable, n_experts: int) -> str:
@@ -143,7 +144,7 @@ def token_strip(pieces: list[str], table: RouteTable, n_experts: int) -> str:
 
 def legend_html(n_experts: int) -> str:
     """A row of coloured boxes, one per routed expert, numbered: the key to the token colours."""
-    return ('<div style="font-size:12px;color:#4b5563">colour = top-1 routed expert:</div>'
+    return ('<div style="font-size:12px;color:#4b5563">' + msg("routing.legend") + '</div>'
             + token_strip_html([str(i) for i in range(n_experts)], palette(n_experts)))
 
 
@@ -158,14 +159,14 @@ def top1_heatmap_figure(pieces: list[str], tables: list[RouteTable], layer_ids: 
                         n_experts: int) -> go.Figure:
     """Token x layer grid of each token's top-1 expert (colour and number), hover showing all K."""
     z = [t.top1.tolist() for t in tables]  # (L, T)
-    hover = [[f"{show_piece(p)} · layer {layer}<br>{_route_title(e, w)}" for p, e, w in
+    hover = [[f"{show_piece(p)} · {msg('routing.layer', layer=layer)}<br>{_route_title(e, w)}" for p, e, w in
               zip(pieces, t.experts, t.weights)] for t, layer in zip(tables, layer_ids)]
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(len(pieces))), y=[f"layer {i}" for i in layer_ids], text=z, texttemplate="%{text}",
+        z=z, x=list(range(len(pieces))), y=[msg("routing.layer", layer=i) for i in layer_ids], text=z, texttemplate="%{text}",
         customdata=hover, hovertemplate="%{customdata}<extra></extra>", zmin=-0.5, zmax=n_experts - 0.5,
         colorscale=_discrete_colorscale(palette(n_experts)),
-        colorbar=dict(title="expert", tickvals=list(range(n_experts)), len=0.9), xgap=1, ygap=2))
-    fig.update_layout(title="top-1 expert of every token, by MoE layer", height=160 + 45 * len(tables),
+        colorbar=dict(title=msg("routing.expert"), tickvals=list(range(n_experts)), len=0.9), xgap=1, ygap=2))
+    fig.update_layout(title=msg("routing.top1_title"), height=160 + 45 * len(tables),
                       margin=dict(t=40, b=90, l=70, r=20),
                       xaxis=dict(tickvals=list(range(len(pieces))), ticktext=[show_piece(p) for p in pieces],
                                  tickangle=-60, tickfont=dict(family="monospace")),
@@ -179,25 +180,25 @@ def load_figure(loads: list, layer_ids: list[int], selected: int | None = None) 
     n_experts = len(loads[0])
     fig = go.Figure()
     for load, layer in zip(loads, layer_ids):
-        fig.add_bar(x=list(range(n_experts)), y=[float(x) for x in load], name=f"layer {layer}",
+        fig.add_bar(x=list(range(n_experts)), y=[float(x) for x in load], name=msg("routing.layer", layer=layer),
                     opacity=1.0 if selected in (None, layer) else 0.3,
-                    hovertemplate="expert %{x}: %{y:.3f}<extra>layer " + str(layer) + "</extra>")
+                    hovertemplate=msg("routing.load_hover") + "<extra>" + msg("routing.layer", layer=layer) + "</extra>")
     fig.add_hline(y=1 / n_experts, line_dash="dash", line_color="gray",
-                  annotation_text="even share", annotation_position="top right")
-    fig.update_layout(title="expert load: fraction of routed slots", barmode="group", height=320,
-                      margin=dict(t=50, b=40, l=50, r=20), xaxis=dict(title="routed expert", dtick=1),
-                      yaxis=dict(title="fraction"))
+                  annotation_text=msg("routing.even_share"), annotation_position="top right")
+    fig.update_layout(title=msg("routing.load_title"), barmode="group", height=320,
+                      margin=dict(t=50, b=40, l=50, r=20), xaxis=dict(title=msg("routing.routed_expert"), dtick=1),
+                      yaxis=dict(title=msg("routing.fraction")))
     return fig
 
 
 def bias_figure(biases: list, layer_ids: list[int]) -> go.Figure:
     """Grouped bars of the aux-free balancing bias per expert and MoE layer (added when choosing experts)."""
     n_experts = len(biases[0])
-    fig = go.Figure([go.Bar(x=list(range(n_experts)), y=[float(b) for b in bias], name=f"layer {layer}")
+    fig = go.Figure([go.Bar(x=list(range(n_experts)), y=[float(b) for b in bias], name=msg("routing.layer", layer=layer))
                      for bias, layer in zip(biases, layer_ids)])
-    fig.update_layout(title="aux-free bias per expert (higher: chosen more readily)", barmode="group",
+    fig.update_layout(title=msg("routing.bias_title"), barmode="group",
                       height=300, margin=dict(t=50, b=40, l=50, r=20),
-                      xaxis=dict(title="routed expert", dtick=1), yaxis=dict(title="bias"))
+                      xaxis=dict(title=msg("routing.routed_expert"), dtick=1), yaxis=dict(title=msg("routing.bias")))
     return fig
 
 
@@ -205,15 +206,15 @@ def specialisation_figure(spec: dict) -> go.Figure:
     """One heatmap per MoE layer: rows are token pieces, columns experts, colour the share of that
     piece's tokens whose top-1 expert it is (a row sums to 1)."""
     layers, pieces = spec["layers"], [show_piece(p) for p in spec["pieces"]]
-    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=[f"layer {i}" for i in layers],
+    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=[msg("routing.layer", layer=i) for i in layers],
                         shared_yaxes=True, horizontal_spacing=0.03)
     for col, shares in enumerate(spec["shares"], start=1):
         fig.add_trace(go.Heatmap(z=shares.tolist(), x=list(range(shares.shape[-1])), y=pieces, zmin=0, zmax=1,
-                                 colorscale="Blues", showscale=col == len(layers), colorbar=dict(title="share"),
-                                 hovertemplate="'%{y}' -> expert %{x}: %{z:.2f}<extra></extra>"), 1, col)
-    fig.update_xaxes(title_text="expert", dtick=1)
+                                 colorscale="Blues", showscale=col == len(layers), colorbar=dict(title=msg("routing.share")),
+                                 hovertemplate=msg("routing.spec_hover") + "<extra></extra>"), 1, col)
+    fig.update_xaxes(title_text=msg("routing.expert"), dtick=1)
     fig.update_yaxes(autorange="reversed", tickfont=dict(family="monospace"), col=1)
-    fig.update_layout(title="which expert each kind of token goes to (top-1, share of its occurrences)",
+    fig.update_layout(title=msg("routing.spec_title"),
                       height=140 + 18 * len(pieces), margin=dict(t=70, b=40, l=90, r=20))
     return fig
 
@@ -222,8 +223,7 @@ def layer_caption(layer: int, table: RouteTable) -> str:
     """e.g. "layer 2: expert loads 0.19 0.06 ... max/mean 1.40, cv 0.35"."""
     stats = imbalance(table.load)
     loads = " ".join(f"{float(x):.2f}" for x in table.load)
-    return (f"layer {layer}: expert loads {loads} · max/mean {stats['max_over_mean']:.2f}, "
-            f"cv {stats['cv']:.2f}")
+    return msg("routing.caption", layer=layer, loads=loads, max_over_mean=stats["max_over_mean"], cv=stats["cv"])
 
 
 # ----------------------------------------------------------------------------- wire
@@ -238,11 +238,11 @@ class RoutingExplorer(widgets.VBox):
         self.n_experts = model.config.n_routed_experts
         self.layer_ids = moe_layer_ids(model)
         if not self.layer_ids:
-            raise ValueError("this model has no MoE layers (n_dense_layers == n_layers): nothing is routed")
-        self.text = widgets.Text(value=text, description="text", continuous_update=False,
+            raise ValueError(msg("routing.no_moe"))
+        self.text = widgets.Text(value=text, description=msg("routing.text"), continuous_update=False,
                                  layout=widgets.Layout(width="95%"))
         self.layer = widgets.IntSlider(value=self.layer_ids[0], min=self.layer_ids[0], max=self.layer_ids[-1],
-                                       description="MoE layer", continuous_update=False)
+                                       description=msg("routing.moe_layer"), continuous_update=False)
         self.caption = widgets.HTML()
         self.strip = widgets.HTML()
         self.layer_plot = widgets.Output()

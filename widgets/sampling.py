@@ -27,6 +27,7 @@ from minids.model import Transformer
 from minids.tokenizer import Tokenizer
 from widgets.common import check_text, message_html, show_piece
 from widgets.guard import bad_controls
+from widgets.i18n import msg
 
 # ----------------------------------------------------------------------------- compute
 
@@ -50,7 +51,7 @@ def sampling_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k:
     with top_k=2 the last is dropped and the rest renormalised: [0.73, 0.27, 0].
     """
     if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise ValueError(msg("sampling.bad_temperature", temperature=temperature))
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.shape[-1]).float()
     kept = filter_logits((logits.float() / temperature)[None], top_k, top_p)  # (1, V)
@@ -73,13 +74,13 @@ def top_tokens(probs: torch.Tensor, tokenizer: Tokenizer, n: int = 10,
 
 def _settings(temperature: float, top_k: int | None, top_p: float | None) -> str:
     if temperature == 0:
-        return "temperature 0 (greedy)"
-    parts = [f"temperature {temperature:.2g}"]
+        return msg("sampling.greedy")
+    parts = [msg("sampling.temperature_value", temperature=temperature)]
     if top_k:
         parts.append(f"top-k {top_k}")
     if top_p is not None and top_p < 1:
         parts.append(f"top-p {top_p:.2f}")
-    return ", ".join(parts)
+    return msg("common.sep").join(parts)
 
 
 def caption(probs: torch.Tensor, tokenizer: Tokenizer, temperature: float, top_k: int | None = None,
@@ -89,8 +90,8 @@ def caption(probs: torch.Tensor, tokenizer: Tokenizer, temperature: float, top_k
     best = int(probs.argmax())
     piece = show_piece(tokenizer.pieces([best])[0])
     possible = int((probs > 0).sum())
-    return (f"{_settings(temperature, top_k, top_p)}: p(top token '{piece}') = {float(probs[best]):.2f}, "
-            f"entropy {entropy(probs):.2f} nats, {possible} token{'s' if possible != 1 else ''} possible")
+    return msg("sampling.caption" if possible != 1 else "sampling.caption_one", settings=_settings(temperature, top_k, top_p),
+               piece=piece, p=float(probs[best]), entropy=entropy(probs), possible=possible)
 
 
 def sample_texts(model: Transformer, tokenizer: Tokenizer, ids: list[int], n: int = 3,
@@ -115,13 +116,13 @@ def distribution_figure(model_top: list[dict], sampled_top: list[dict], title: s
     if len(set(labels)) < len(labels):  # a categorical axis would merge equal labels
         labels = [f"{label} #{t['id']}" for label, t in zip(labels, model_top)]
     fig = go.Figure([
-        go.Bar(x=labels, y=[t["p"] for t in model_top], name="model (temperature 1)",
-               marker_color="lightgray", hovertemplate="%{x}: %{y:.3f}<extra>model</extra>"),
-        go.Bar(x=labels, y=[t["p"] for t in sampled_top], name="sampled from",
-               marker_color="rgb(102, 197, 204)", hovertemplate="%{x}: %{y:.3f}<extra>sampled from</extra>"),
+        go.Bar(x=labels, y=[t["p"] for t in model_top], name=msg("sampling.model_t1"),
+               marker_color="lightgray", hovertemplate="%{x}: %{y:.3f}<extra>" + msg("sampling.model") + "</extra>"),
+        go.Bar(x=labels, y=[t["p"] for t in sampled_top], name=msg("sampling.sampled_from"),
+               marker_color="rgb(102, 197, 204)", hovertemplate="%{x}: %{y:.3f}<extra>" + msg("sampling.sampled_from") + "</extra>"),
     ])
     fig.update_layout(title=title, barmode="group", height=340, margin=dict(t=50, b=40, l=50, r=20),
-                      yaxis=dict(title="probability", range=[0, 1.02]), xaxis=dict(title="next token"),
+                      yaxis=dict(title=msg("sampling.probability"), range=[0, 1.02]), xaxis=dict(title=msg("sampling.next_token")),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return fig
 
@@ -129,12 +130,12 @@ def distribution_figure(model_top: list[dict], sampled_top: list[dict], title: s
 def samples_html(prompt: str, texts: list[str], greedy: bool) -> str:
     """The sampled continuations, one per line, after the prompt (greyed)."""
     if not texts:
-        return message_html("The prompt fills the whole context: no room left to sample.", "info")
-    note = " (greedy: every sample is the same)" if greedy else ""
+        return message_html(msg("sampling.no_room"), "info")
+    note = msg("sampling.greedy_note") if greedy else ""
     rows = "".join(f'<div><span style="color:#9ca3af">{html.escape(prompt)}</span>'
                    f'<b>{html.escape(t)}</b></div>' for t in texts)
     return (f'<div style="font-family:monospace;white-space:pre-wrap;word-break:break-all">'
-            f'<div style="color:#6b7280">{len(texts)} samples{note}:</div>{rows}</div>')
+            f'<div style="color:#6b7280">{msg("sampling.n_samples", n=len(texts), note=note)}</div>{rows}</div>')
 
 
 # ----------------------------------------------------------------------------- wire
@@ -148,16 +149,16 @@ class SamplingWidget(widgets.VBox):
                  temperature: float = 1.0):
         self.model, self.tokenizer = model, tokenizer
         self.n_top, self.n_samples, self.max_new_tokens = n_top, n_samples, max_new_tokens
-        self.text = widgets.Text(value=prompt, description="prompt", continuous_update=False,
+        self.text = widgets.Text(value=prompt, description=msg("sampling.prompt"), continuous_update=False,
                                  layout=widgets.Layout(width="95%"))
         style = {"description_width": "90px"}
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1,
-                                               description="temperature", style=style, continuous_update=False)
+                                               description=msg("sampling.temperature"), style=style, continuous_update=False)
         self.top_k = widgets.IntSlider(value=0, min=0, max=min(50, model.config.vocab_size),
-                                       description="top-k (0 off)", style=style, continuous_update=False)
+                                       description=msg("sampling.top_k"), style=style, continuous_update=False)
         self.top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p",
                                          style=style, continuous_update=False)
-        self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed",
+        self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description=msg("sampling.seed"),
                                            style=style, layout=widgets.Layout(width="200px"))
         self.caption = widgets.HTML()
         self.plot = widgets.Output()
@@ -198,8 +199,7 @@ class SamplingWidget(widgets.VBox):
         model_top = top_tokens(self._logits.softmax(-1), self.tokenizer, self.n_top, order)
         sampled_top = top_tokens(probs, self.tokenizer, self.n_top, order)
         self.caption.value = f"<b>{html.escape(caption(probs, self.tokenizer, t, k, p))}</b>"
-        self.figure = distribution_figure(model_top, sampled_top, title=f"next token after the prompt, "
-                                                                        f"{_settings(t, k, p)}")
+        self.figure = distribution_figure(model_top, sampled_top, title=msg("sampling.figure_title", settings=_settings(t, k, p)))
         with self.plot:
             clear_output(wait=True)
             display(self.figure)

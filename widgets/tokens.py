@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from minids.tokenizer import SPECIAL_TOKENS, Tokenizer, default_tokenizer
 
 from .common import PALETTE, check_text, message_html, show_piece, token_strip_html
+from .i18n import msg
 
 VOCAB_SIZES = (256 + len(SPECIAL_TOKENS), 300, 384, 512, 768, 1024)
 MAX_TOKENS = 4000  # the playground's limit on typed text, to keep the page light
@@ -61,13 +62,12 @@ def merge_description(tokenizer: Tokenizer, n: int) -> str:
     """
     total = len(tokenizer.merges)
     if not 0 <= n <= total:
-        raise ValueError(f"n must be between 0 and {total}, got {n}")
+        raise ValueError(msg("tokens.bad_n", total=total, n=n))
     if n == 0:
-        return f"no merges yet (0 of {total}): every token is one UTF-8 byte"
+        return msg("tokens.no_merges", total=total)
     m = tokenizer.merges[n - 1]
     a, b = (_show(tokenizer, i) for i in m.pair)
-    return (f"merge {n} of {total}: '{a}' + '{b}' → '{_show(tokenizer, m.new_id)}' "
-            f"(id {m.new_id}, seen {m.count} times)")
+    return msg("tokens.merge", n=n, total=total, a=a, b=b, new=_show(tokenizer, m.new_id), id=m.new_id, count=m.count)
 
 
 def replay(tokenizer: Tokenizer, text: str, n: int) -> tuple[list[int], list[str]]:
@@ -115,7 +115,7 @@ def compression_curve(sizes=VOCAB_SIZES) -> dict[str, list[float]]:
 @lru_cache(maxsize=None)
 def _compression_curve(sizes: tuple[int, ...]) -> dict[str, list[float]]:
     if sizes[0] < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocabulary sizes start at {256 + len(SPECIAL_TOKENS)} (bytes + specials), got {sizes[0]}")
+        raise ValueError(msg("tokens.bad_sizes", min=256 + len(SPECIAL_TOKENS), got=sizes[0]))
     tok = default_tokenizer(sizes[-1])
     texts = {"all": corpus_text(), **corpus_parts()}
     curve = {"vocab_size": list(sizes)}
@@ -152,11 +152,11 @@ def compression_figure(curve: dict[str, list[float]]) -> go.Figure:
     for name, ys in curve.items():
         if name == "vocab_size":
             continue
-        fig.add_trace(go.Scatter(x=curve["vocab_size"], y=ys, mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=curve["vocab_size"], y=ys, mode="lines+markers", name=msg("tokens.part." + name),
                                  line=dict(width=3 if name == "all" else 2, dash="solid" if name == "all" else "dot"),
-                                 hovertemplate="vocab %{x}: %{y:.2f} bytes/token<extra>" + name + "</extra>"))
-    fig.update_layout(title="compression: bytes per token against vocabulary size", height=380,
-                      xaxis_title="vocabulary size", yaxis_title="UTF-8 bytes per token",
+                                 hovertemplate=msg("tokens.hover") + "<extra>" + msg("tokens.part." + name) + "</extra>"))
+    fig.update_layout(title=msg("tokens.compression_title"), height=380,
+                      xaxis_title=msg("tokens.vocab_size"), yaxis_title=msg("tokens.bytes_per_token_axis"),
                       margin=dict(l=60, r=20, t=50, b=40))
     return fig
 
@@ -168,19 +168,19 @@ class TokenizerPlayground(ipywidgets.VBox):
 
     def __init__(self, tokenizer: Tokenizer, text: str = EXAMPLE, n_merges: int | None = None):
         self.tokenizer = tokenizer
-        self.text = ipywidgets.Textarea(value=text, description="text", continuous_update=False,
+        self.text = ipywidgets.Textarea(value=text, description=msg("tokens.text"), continuous_update=False,
                                         layout=ipywidgets.Layout(width="95%", height="70px"))
         self.tokens = ipywidgets.HTML()
         self.stats = ipywidgets.HTML()
         self.ids = ipywidgets.HTML()
         total = len(tokenizer.merges)
         self.merges = ipywidgets.IntSlider(value=total if n_merges is None else n_merges, min=0, max=total,
-                                           description="merges", continuous_update=True,
+                                           description=msg("tokens.merges"), continuous_update=True,
                                            layout=ipywidgets.Layout(width="95%"))
         self.caption = ipywidgets.HTML()
         self.replayed = ipywidgets.HTML()
         super().__init__([self.text, self.stats, self.tokens, self.ids,
-                          ipywidgets.HTML("<b>Replay the merges on this text</b>"),
+                          ipywidgets.HTML(f"<b>{msg('tokens.replay_heading')}</b>"),
                           self.merges, self.caption, self.replayed])
         self.text.observe(self._on_text, "value")
         self.merges.observe(self._on_merges, "value")
@@ -195,8 +195,7 @@ class TokenizerPlayground(ipywidgets.VBox):
             self.caption.value = html.escape(merge_description(self.tokenizer, self.merges.value))
             return
         n_bytes = len(self.text.value.encode("utf-8"))
-        self.stats.value = (f"{len(ids)} tokens for {n_bytes} bytes: "
-                            f"<b>{bytes_per_token(self.text.value, len(ids)):.2f} bytes per token</b>")
+        self.stats.value = msg("tokens.stats", n=len(ids), bytes=n_bytes, bpt=bytes_per_token(self.text.value, len(ids)))
         self.tokens.value = token_strip(ids, pieces)
         self.ids.value = f'<code style="font-size:11px">{" ".join(map(str, ids))}</code>'
         self._on_merges()
@@ -212,5 +211,4 @@ class TokenizerPlayground(ipywidgets.VBox):
         # special-token strings are plain text during replay: merges never produce them
         ids, pieces = replay(self.tokenizer, self.text.value, n)
         self.replayed.value = (token_strip(ids, pieces) +
-                               f"<div>{len(ids)} tokens, {bytes_per_token(self.text.value, len(ids)):.2f} "
-                               f"bytes per token</div>")
+                               f"<div>{msg('tokens.replay_stats', n=len(ids), bpt=bytes_per_token(self.text.value, len(ids)))}</div>")

@@ -23,6 +23,7 @@ from IPython.display import clear_output, display
 
 from minids.scaling import pass_curve, sample_accuracy, vote_curve
 from widgets.common import message_html
+from widgets.i18n import msg
 
 Answers = Sequence[Sequence[int | None]]  # per problem, its sampled answers in order (None: malformed)
 
@@ -45,12 +46,10 @@ def voting_caption(summary: dict, n: int) -> str:
     At N = 1 the two single-sample numbers differ, and the caption says why: the "vote" is the first
     sample of each problem alone, while "single sample" averages every sample drawn for each problem.
     Both estimate the same accuracy; the second from n_max times as many samples, so it is steadier."""
-    text = (f"N = {n}: majority-vote accuracy {summary['majority'][n]:.2f} "
-            f"(single sample {summary['single']:.2f}, pass@{n} {summary['pass'][n]:.2f})")
+    text = msg("voting.caption", n=n, majority=summary["majority"][n], single=summary["single"],
+               passn=summary["pass"][n])
     if n == 1 and summary.get("n_max", 1) > 1:
-        text += (f". At N = 1 the vote is each problem's first sample alone; 'single sample' averages all "
-                 f"{summary['n_max']} samples of each problem: two estimates of the same accuracy, the second "
-                 f"steadier, so they differ by sampling noise only")
+        text += msg("voting.n1_note", n_max=summary["n_max"])
     return text
 
 
@@ -61,8 +60,8 @@ def voting_figure(summaries: dict[str, dict], n: int, title: str = "") -> go.Fig
     for i, (name, s) in enumerate(summaries.items()):
         color = palette[i % len(palette)]
         ns = list(s["majority"])
-        fig.add_trace(go.Scatter(x=ns, y=[s["majority"][k] for k in ns], mode="lines", name=f"{name}: majority vote",
-                                 line=dict(color=color), hovertemplate="N=%{x}: %{y:.3f}<extra>majority</extra>"))
+        fig.add_trace(go.Scatter(x=ns, y=[s["majority"][k] for k in ns], mode="lines", name=msg("voting.majority_name", name=name),
+                                 line=dict(color=color), hovertemplate="N=%{x}: %{y:.3f}<extra>" + msg("voting.majority") + "</extra>"))
         fig.add_trace(go.Scatter(x=ns, y=[s["pass"][k] for k in ns], mode="lines", name=f"{name}: pass@N",
                                  line=dict(color=color, dash="dot"),
                                  hovertemplate="N=%{x}: %{y:.3f}<extra>pass@N</extra>"))
@@ -71,7 +70,7 @@ def voting_figure(summaries: dict[str, dict], n: int, title: str = "") -> go.Fig
                                      marker=dict(size=13, color=color, line=dict(color="black", width=1.5)),
                                      hovertemplate=f"N={n}: %{{y:.3f}}<extra>{name}</extra>"))
     fig.add_vline(x=n, line_dash="dash", line_color="#9ca3af")
-    fig.update_layout(title=title, height=380, xaxis_title="samples per problem (N)", yaxis_title="accuracy",
+    fig.update_layout(title=title, height=380, xaxis_title=msg("voting.n_axis"), yaxis_title=msg("voting.accuracy"),
                       yaxis_range=[0, 1.02], margin=dict(t=50, b=40, l=60, r=20))
     return fig
 
@@ -84,7 +83,7 @@ class VotingExplorer(widgets.VBox):
 
     def __init__(self, runs: dict[str, tuple[Answers, Sequence[int]]], n: int = 1, title: str = ""):
         if not runs:
-            raise ValueError("VotingExplorer needs at least one run: {name: (answers, golds)}")
+            raise ValueError(msg("voting.no_runs"))
         self.summaries = {name: voting_summary(a, g) for name, (a, g) in runs.items()}
         n_max = min(s["n_max"] for s in self.summaries.values())
         self.title = title
@@ -100,7 +99,7 @@ class VotingExplorer(widgets.VBox):
     def _draw(self):
         n = self.n.value
         if not all(n in s["majority"] for s in self.summaries.values()):
-            self.caption.value = message_html(f"N = {n} is more samples than were drawn.")
+            self.caption.value = message_html(msg("voting.too_many", n=n))
             return
         lines = [f"<b>{html.escape(name)}</b> · {html.escape(voting_caption(s, n))}"
                  for name, s in self.summaries.items()]
