@@ -196,7 +196,7 @@ def index_html(book: list[Chapter], title: str = "minids — DeepSeek in a noteb
             "It opens from the file system: no server, no network. Figures are interactive (hover, zoom); "
             "sliders show their saved position (to move them and see the model answer, run the notebook in "
             "JupyterLab: <code>python -m minids lab</code>).</p>\n"
-            f'<ol class="minids-chapters">{"".join(items)}</ol></div></body></html>\n')
+            f'<ul class="minids-chapters">{"".join(items)}</ul></div></body></html>\n')
 
 
 def write_static(out: Path) -> None:

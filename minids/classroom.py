@@ -117,7 +117,8 @@ def chapter(path: Path, lang: str = "en") -> Chapter:
     lines = text.strip().splitlines()
     title = lines[0].lstrip("#").strip() if lines and lines[0].startswith("#") else Path(path).stem
     body = "\n".join(lines[1:]).strip().split("\n\n")[0] if lines else ""
-    return Chapter(Path(path).name[:2], Path(path).stem, lang, Path(path), title, " ".join(body.split()))
+    summary = re.sub(r"\*\*|__|`|(?<!\w)\*|\*(?!\w)", "", " ".join(body.split()))  # plain text for the index
+    return Chapter(Path(path).name[:2], Path(path).stem, lang, Path(path), title, summary)
 
 
 def chapters(notebooks: Path, only: list[str] | None = None, langs=tuple(LANGS)) -> list[Chapter]:
