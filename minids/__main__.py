@@ -6,6 +6,8 @@
     generate   sample completions from a checkpoint
     info       parameter counts of a configuration
     editions   keep the translated notebooks (notebooks/zh/) in step with the English ones
+    present    one notebook as an app for a projector: narrative and widgets, no code, offline (Voila)
+    book       every notebook executed into a static site that opens offline from the file system
 """
 
 from __future__ import annotations
@@ -317,6 +319,58 @@ def _task_config():
     return TaskConfig
 
 
+# --------------------------------------------------------------------------- classroom: present, book
+
+
+def cmd_present(args):
+    """Serve one notebook with Voila and the presentation template (minids/classroom.py)."""
+    from .classroom import free_port, resolve_notebook, voila_command
+
+    notebooks = Path(args.notebooks) if args.notebooks else None
+    path = resolve_notebook(args.notebook, lang=args.lang, notebooks=notebooks)
+    if shutil.which("voila", path=str(Path(sys.executable).parent)) is None and shutil.which("voila") is None:
+        sys.exit("voila is not installed in this environment: pip install voila")
+    port = args.port or free_port()
+    argv, env = voila_command(path, port, open_browser=not args.no_browser)
+    if args.fast:
+        env["MINIDS_FAST"] = "1"
+    print(f"presenting {path} at http://127.0.0.1:{port}/ (the page appears once every cell has run; "
+          f"Ctrl-C to stop)", flush=True)
+    os.execve(argv[0], argv, env)
+
+
+def cmd_book(args):
+    from .book import build_book
+    from .classroom import default_notebooks_dir
+
+    only = args.only.split(",") if args.only else None
+    try:
+        build_book(args.out, Path(args.notebooks) if args.notebooks else default_notebooks_dir(), only=only,
+                   fast=True if args.fast else None, timeout=args.timeout)
+    except RuntimeError as e:
+        sys.exit(f"error: {e}")
+
+
+def _add_classroom(sub):
+    p = sub.add_parser("present", help="present one notebook full-screen: narrative and widgets, no code, offline")
+    p.add_argument("notebook", help="a number such as 04, a name such as 04_moe_routing, or a path")
+    p.add_argument("--lang", default="en", help="en, or zh for the Chinese edition in notebooks/zh/")
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default 8866, or a free one)")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.add_argument("--fast", action="store_true",
+                   help="MINIDS_FAST=1: short live training runs, so the page is up in seconds")
+    p.add_argument("--notebooks", default=None, help="the notebooks folder (default: ./notebooks)")
+    p.set_defaults(func=cmd_present)
+
+    p = sub.add_parser("book", help="execute every notebook into a static site that opens offline")
+    p.add_argument("--out", default="book", help="output folder (default: book)")
+    p.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,04 (default: all)")
+    p.add_argument("--fast", action="store_true", help="MINIDS_FAST=1: the short CI setting")
+    p.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    p.add_argument("--notebooks", default=None, help="the notebooks folder (default: ./notebooks)")
+    p.set_defaults(func=cmd_book)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minids", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -401,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--translated", action="append", default=[], metavar="NOTEBOOK:CELL_ID",
                    help="this markdown cell's translation now follows the current English (repeatable)")
     e.set_defaults(func=cmd_editions)
+    _add_classroom(sub)
     return parser
 
 
