@@ -201,11 +201,11 @@ def test_present(number, browser, tmp_path):
         _check(base in log.read_text(), f"present {number} did not print its URL {base}:\n{log.read_text()[-2000:]}")
 
         context, page, outside, errors = _page(browser, _local)
-        page.goto(base, wait_until="domcontentloaded", timeout=PAGE_S * 1000)
+        page.goto(base, wait_until="commit", timeout=PAGE_S * 1000)  # Voila streams the page as cells run
         slider = page.locator("#rendered_cells .widget-slider").first
         slider.wait_for(state="visible", timeout=PAGE_S * 1000)
         page.wait_for_function("() => document.querySelectorAll('#rendered_cells .js-plotly-plot').length > 0",
-                               timeout=60_000)
+                               timeout=PAGE_S * 1000)
         time.sleep(1.0)
         _shot(page, f"present-{number}.png")
 
