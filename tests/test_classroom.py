@@ -179,7 +179,7 @@ def test_book_template_and_static_are_offline():
 
 def test_every_section_has_presenter_notes():
     """Each `## ` section of every notebook carries one presenter-notes cell, inside the section."""
-    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb")):
         nb = json.loads(path.read_text())
         sections, notes = 0, 0
         for c in nb["cells"]:

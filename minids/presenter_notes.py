@@ -5,7 +5,7 @@ The cells are tagged `presenter-notes`: visible in JupyterLab (the lecturer's co
 Existing cells are never touched, and a section that already has a notes cell is skipped, so the script can
 run again after a notebook gains a section:
 
-    python tools/add_presenter_notes.py            # edits notebooks/*.ipynb in place
+    python -m minids.presenter_notes            # edits notebooks/*.ipynb in place
 """
 
 import json
@@ -42,6 +42,12 @@ NOTES = {
             "unknown to a byte-level tokenizer.",
         "Subwords": "Hover the compression curve: English and Chinese keep gaining, arithmetic is flat at once. "
             "Finish on the digit table: why digits are always split (1234 vs 1235).",
+        "Chinese: three bytes": "Drag the merge slider of the 学习 widget: two bytes fuse first (a piece that is "
+            "not yet a character), then 学 is whole, then 习, and near merge 500 the word 学习 is one token. Ask "
+            "why an unseen character never gets past its bytes.",
+        "Chinese against English": "Hover both curves at 512, the shipped size: a Chinese character still costs "
+            "almost two tokens, an English letter about half of one. Say what that means for context length. Then "
+            "the tiny-vocabulary rows: the same 20 characters take 60, 38 and 24 tokens.",
     },
     "02_attention": {
         "Tokens and embeddings": "Hover the embedding heatmap: one row per token of \"The cat sat on the mat\". "
@@ -89,6 +95,18 @@ NOTES = {
         "4 · Balancing compared": "Compare the three panels: aux-free and aux loss stay near even, \"none\" "
             "collapses onto a few experts. Ask why idle experts are wasted parameters.",
     },
+    "04b_mla_mtp": {
+        "1 · What one token leaves": "Drag the context slider to 32K and read the V3 row: MHA would need tens of "
+            "GB per sequence, MLA a fraction of that. Ask the room which rows GQA and MQA give up to get there.",
+        "2 · The low-rank idea": "Hover the spectrum: a few directions carry most of the keys and values, which is "
+            "why a small latent suffices. Then the RoPE figure: the absorbed error grows with the offset, so V3 "
+            "keeps one small RoPE key outside the latent.",
+        "3 · MLA against MHA": "Run the two trainings and compare the loss curves: nearly the same at matched "
+            "parameters. Read the printed cache sizes and rollout speeds, then show an MLA head's attention map.",
+        "4 · Multi-Token Prediction": "Point at the MTP loss beside the main loss, then the acceptance figure: "
+            "most drafts are accepted where the next step is forced, fewer at the answer. Say the output equals "
+            "plain greedy decoding exactly.",
+    },
     "05_grpo_r1zero": {
         "1 · The template": "Run the rollout inspector: read the group of 8 answers and their rewards; point at "
             "a right guess with an empty think block earning full reward.",
@@ -98,6 +116,9 @@ NOTES = {
             "flat above 1+ε. Say our default takes one step per batch, so the ratio is exactly 1.",
         "6 · A live GRPO run": "Start the run and narrate the live chart: accuracy and think length climb "
             "together. Then compare three seeds and the controls: format-only grows nothing.",
+        "Round 2": "Show the gate table first: every variant passed on fresh seeds. Then the pass@k figure: the "
+            "base's pass@16 becomes RL's pass@1 (sharpening). End on length extrapolation: where pretraining never "
+            "showed a complete long chain, RL did not invent one.",
     },
     "06_perplexity_bridge": {
         "1 · The answer's NLL": "Read the red bars first: the question alone leaves the answer at chance (ln 10) "
