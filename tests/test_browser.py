@@ -306,6 +306,26 @@ def _is_local(url: str) -> bool:
     return u.scheme in ("data", "blob", "about") or (u.hostname or "") in LOCAL_HOSTS
 
 
+def guarded_page(browser, allow=_is_local, **context_options):
+    """A new page whose every request and websocket is checked: `allow(url)` goes through, anything else is
+    blocked and recorded in `outside` (the offline promise: a test asserts it stays empty)."""
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    outside: list[str] = []
+
+    def route(r):
+        if allow(r.request.url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("websocket", lambda ws: None if allow(ws.url) else outside.append(ws.url))
+    return context, page, outside
+
+
 # --------------------------------------------------------------------------- the test
 
 
@@ -313,21 +333,7 @@ def _is_local(url: str) -> bool:
 def test_notebook_in_lab(path, lab, browser):
     name = path.name
     facts = _notebook_facts(lab.root / name)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-
-    outside: list[str] = []
-
-    def route(r):
-        if _is_local(r.request.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.on("websocket", lambda ws: None if _is_local(ws.url) else outside.append(ws.url))
+    context, page, outside = guarded_page(browser, viewport={"width": 1400, "height": 1000})
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text[:300]) if m.type == "error" else None)
     page.on("pageerror", lambda e: console_errors.append(f"page error: {str(e)[:300]}"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,12 +28,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCREENSHOTS = REPO / "ci-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PROJECTOR = {"width": 1280, "height": 720}
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 PRESENTED = ["00", "04"]  # the sampling widget (temperature -> bars), the routing explorer (layer -> heatmap)
 
 SERVER_S = 120    # Voila answering
@@ -42,34 +36,17 @@ PAGE_S = 300      # every cell executed (Voila shows the page when the notebook 
 ROUND_TRIP_S = 60
 BOOK_S = 600      # executing 00 and writing the book
 
+# Importing skips this module too when chromium or playwright is missing (and fails it in CI).
+from test_browser import (SCREENSHOTS, _check, _free_port, _is_local, _stop, browser,  # noqa: E402,F401 (fixture)
+                          guarded_page)
 
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} not found (Debian: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as e:
-        return f"playwright is not importable ({e}); pip install playwright (never `playwright install`)"
-    try:
-        import voila  # noqa: F401
-    except ImportError as e:
-        return f"voila is not importable ({e}); pip install voila"
-    return None
-
-
-_why = _missing()
-if _why:
+try:
+    import voila  # noqa: F401
+except ImportError as e:
     if os.environ.get("CI"):
-        pytest.fail(f"classroom browser test cannot run in CI: {_why}", pytrace=False)
-    pytest.skip(f"classroom browser test skipped: {_why}", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        pytest.fail(f"classroom browser test cannot run in CI: voila is not importable ({e})", pytrace=False)
+    pytest.skip(f"classroom browser test skipped: voila is not importable ({e}); pip install voila",
+                allow_module_level=True)
 
 
 def _env(tmp: Path) -> dict:
@@ -78,51 +55,9 @@ def _env(tmp: Path) -> dict:
                 JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
 
 
-def _stop(proc: subprocess.Popen):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the process group we started: Voila and its kernel
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait(timeout=10)
-
-
-def _check(ok: bool, message: str):
-    if not ok:
-        pytest.fail(message, pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def _page(browser, allow):
     """A 1280x720 page whose requests are all checked: `allow(url)` or blocked and recorded."""
-    context = browser.new_context(viewport=PROJECTOR)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    outside: list[str] = []
-
-    def route(r):
-        if allow(r.request.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.on("websocket", lambda ws: None if allow(ws.url) else outside.append(ws.url))
+    context, page, outside = guarded_page(browser, allow, viewport=PROJECTOR)
     errors: list[str] = []
 
     def on_error(e):
@@ -134,11 +69,6 @@ def _page(browser, allow):
 
     page.on("pageerror", on_error)
     return context, page, outside, errors
-
-
-def _local(url: str) -> bool:
-    u = urllib.parse.urlsplit(url)
-    return u.scheme in ("data", "blob", "about") or (u.hostname or "") in LOCAL_HOSTS
 
 
 def _file(url: str) -> bool:
@@ -200,7 +130,7 @@ def test_present(number, browser, tmp_path):
             time.sleep(0.5)
         _check(base in log.read_text(), f"present {number} did not print its URL {base}:\n{log.read_text()[-2000:]}")
 
-        context, page, outside, errors = _page(browser, _local)
+        context, page, outside, errors = _page(browser, _is_local)
         page.goto(base, wait_until="commit", timeout=PAGE_S * 1000)  # Voila streams the page as cells run
         slider = page.locator("#rendered_cells .widget-slider").first
         slider.wait_for(state="visible", timeout=PAGE_S * 1000)

@@ -28,7 +28,7 @@ import pytest
 
 # Importing skips this module too when chromium or playwright is missing (and fails it in CI).
 from test_browser import (KERNEL_START_S, PANEL, RENDER_S, SCREENSHOTS, _assert_no_errors, _assert_rendered,
-                          _assert_slider_round_trip, _check, _hide_left_area, _is_local, _notebook_facts, _poll,
+                          _assert_slider_round_trip, _check, _hide_left_area, _notebook_facts, _poll, guarded_page,
                           _run_all, _screenshot, _screenshot_slider, _wait_kernel_idle, _wait_run_all,
                           browser, lab)  # noqa: F401  (fixtures)
 from test_browser import NOTEBOOKS_DIR
@@ -74,19 +74,7 @@ def test_zh_notebook_in_lab(path, lab, browser):
     font = _cjk_font()
     if not font:
         print("\nno CJK font installed (apt-get install fonts-noto-cjk): screenshots will show boxes")
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    outside: list[str] = []
-
-    def route(r):
-        if _is_local(r.request.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
+    context, page, outside = guarded_page(browser, viewport={"width": 1400, "height": 1000}, locale="zh-CN")
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text[:300]) if m.type == "error" else None)
     t0 = time.monotonic()
