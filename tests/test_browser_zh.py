@@ -1,6 +1,6 @@
 """The Chinese notebooks (notebooks/zh/) in a real browser, with test_browser.py's server and checks.
 
-For every zh notebook (00, 01 and 04 alone with `MINIDS_BROWSER_ZH=few`): open it in JupyterLab, Run All
+For a few zh notebooks (all of them with `MINIDS_BROWSER_ZH=all`): open it in JupyterLab, Run All
 with `MINIDS_FAST=1`, no error output, widgets and figures drawn, the first slider moved with the
 arrow keys changes the text next to it (a kernel round trip), no request leaves the machine, and
 Chinese is what the reader sees: Chinese characters in the rendered markdown, in the widgets'
@@ -12,7 +12,7 @@ plotly figure whose SVG holds Chinese). Look at them: with a CJK font installed 
 which .ci/run installs) there are no missing-glyph boxes. Without one the test still runs and says so.
 
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser_zh.py -v -s
-    PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser_zh.py -k 04_
+    MINIDS_BROWSER_ZH=all PYTHONPATH=. .venv/bin/python -m pytest tests/test_browser_zh.py -k 04_
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from test_browser import (KERNEL_START_S, PANEL, RENDER_S, SCREENSHOTS, _assert_
 from test_browser import NOTEBOOKS_DIR
 
 EDITION = NOTEBOOKS_DIR / "zh"
-# Every Chinese notebook by default (as CI runs it); MINIDS_BROWSER_ZH=few runs 00, 01 and 04 alone, whose
-# widgets cover sampling, the tokenizer (with the Chinese byte assembly), routing and plotly figures.
-FEW = ("00_overview", "01_tokenization", "04_moe_routing")
+# A few notebooks by default (a couple of minutes of CI): the widgets of 00, 01 and 04 cover sampling,
+# the tokenizer (with the new Chinese byte assembly), routing and plotly figures.
+DEFAULT = ("00_overview", "01_tokenization", "04_moe_routing")
 ALL = sorted(EDITION.glob("*.ipynb"))
-CHOSEN = [p for p in ALL if p.stem in FEW] if os.environ.get("MINIDS_BROWSER_ZH") == "few" else ALL
+CHOSEN = ALL if os.environ.get("MINIDS_BROWSER_ZH") == "all" else [p for p in ALL if p.stem in DEFAULT]
 CJK = "[\u4e00-\u9fff]"
 
 # Chinese in what the reader sees: rendered markdown, widget labels and HTML, plotly's SVG text.
