@@ -45,18 +45,6 @@ from .common import check_text, message_html, show_piece
 from widgets.i18n import msg
 
 STEPS = ("embeddings", "x", "normed", "q", "k", "v", "scores", "masked", "probs", "out")
-STEP_TITLES = {
-    "embeddings": "token embeddings (T, C)",
-    "x": "residual stream entering the layer (T, C)",
-    "normed": "x after RMSNorm (T, C)",
-    "q": "queries Q after RoPE (T, D)",
-    "k": "keys K after RoPE (T, D)",
-    "v": "values V (T, D)",
-    "scores": "scores Q Kᵀ / √D (T, T)",
-    "masked": "causal mask: future keys set to −∞ (T, T)",
-    "probs": "softmax: attention weights (T, T)",
-    "out": "weighted sum of values, weights @ V (T, D)",
-}
 ANNOTATE_MAX_CELLS = 400  # write the numbers into the cells when the matrix is this small
 
 

@@ -35,7 +35,7 @@ from widgets.common import message_html, show_piece, token_strip_html
 from widgets.i18n import msg
 
 CHAINS = ("gold chain", "own chain (greedy)")
-COLUMNS = {"query": "query alone", "own_chain": "own chain", "gold_chain": "gold chain"}  # bridge_table keys
+COLUMNS = ("query", "own_chain", "gold_chain")  # bridge_table keys; their labels: "bridge.column.<key>"
 COLORS = {"query": "#ef553b", "own_chain": "#636efa", "gold_chain": "#00cc96"}
 
 # ----------------------------------------------------------------------------- compute
@@ -172,7 +172,7 @@ def bridge_table_figure(tables: dict[str, dict[int, dict[str, float]]]) -> go.Fi
     fig = make_subplots(rows=1, cols=len(tables), subplot_titles=list(tables), shared_yaxes=True)
     for col, (name, table) in enumerate(tables.items(), start=1):
         steps = list(table)
-        for key, label in COLUMNS.items():
+        for key in COLUMNS:
             label = msg("bridge.column." + key)
             fig.add_trace(go.Bar(x=[str(n) for n in steps], y=[table[n][key] for n in steps], name=label,
                                  marker_color=COLORS[key], legendgroup=key, showlegend=col == 1,
